@@ -1,0 +1,240 @@
+#include "conn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "fdpass.h"
+#include "log.h"
+#include "service.h"
+
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77 /* Linux 6.5; older headers lack it */
+#endif
+
+/* Requests handled per readable event before other connections get a turn. */
+#define CONN_READ_BATCH 32
+
+struct pending {
+	size_t len, nfds;
+	uint64_t new_lease;
+	bool close;
+	int fds[PORTD_FDS_MAX];
+	uint8_t buf[];
+};
+
+struct conn {
+	int fd;
+	struct service *svc;
+	struct caller who;
+	struct event *rd, *wr;
+	struct pending *out;
+	conn_closed_fn closed;
+	void *ctx;
+	struct conn *prev, *next;
+};
+
+/*
+ * Scratch space for one request and its reply. The daemon is single-threaded
+ * and finishes each request before the next, so one of each serves all.
+ */
+static uint8_t rx_buf[PORTD_MSG_MAX];
+static struct reply tx;
+
+static void pending_free(struct pending *p)
+{
+	if (!p)
+		return;
+	fdpass_close_all(p->fds, p->nfds);
+	free(p);
+}
+
+void conn_free(struct conn *c)
+{
+	if (!c)
+		return;
+	if (c->out) {
+		/* Never delivered: the client does not know about this lease. */
+		if (c->out->new_lease)
+			service_abort_lease(c->svc, c->out->new_lease);
+		pending_free(c->out);
+	}
+	if (c->rd)
+		event_free(c->rd);
+	if (c->wr)
+		event_free(c->wr);
+	if (c->who.pidfd >= 0)
+		close(c->who.pidfd);
+	if (c->fd >= 0)
+		close(c->fd);
+	service_conn_count(c->svc, -1);
+	free(c);
+}
+
+static void conn_close(struct conn *c)
+{
+	conn_closed_fn closed = c->closed;
+	void *ctx = c->ctx;
+
+	if (closed)
+		closed(c, ctx);
+	conn_free(c);
+}
+
+/* Keep a reply the socket could not take yet, with our own copies of its fds. */
+static int conn_defer(struct conn *c, const struct reply *r)
+{
+	struct pending *p = malloc(sizeof(*p) + r->len);
+
+	if (!p)
+		return -ENOMEM;
+	p->len = r->len;
+	p->nfds = 0;
+	p->new_lease = r->new_lease;
+	p->close = r->close;
+	memcpy(p->buf, r->buf, r->len);
+	for (size_t i = 0; i < r->nfds; i++) {
+		p->fds[i] = fcntl(r->fds[i], F_DUPFD_CLOEXEC, 3);
+		if (p->fds[i] < 0) {
+			int e = -errno;
+			pending_free(p);
+			return e;
+		}
+		p->nfds++;
+	}
+	c->out = p;
+	event_del(c->rd);
+	event_add(c->wr, NULL);
+	return 0;
+}
+
+/* Returns false if the connection was closed. */
+static bool conn_reply(struct conn *c, struct reply *r)
+{
+	ssize_t n;
+
+	if (!r->len)
+		return true;
+	n = fdpass_send(c->fd, r->buf, r->len, r->fds, r->nfds, MSG_DONTWAIT);
+	if (n == -EAGAIN && conn_defer(c, r) == 0)
+		return true;
+	if (n < 0) {
+		if (r->new_lease)
+			service_abort_lease(c->svc, r->new_lease);
+		conn_close(c);
+		return false;
+	}
+	if (r->close) {
+		conn_close(c);
+		return false;
+	}
+	return true;
+}
+
+static void conn_on_write(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	struct pending *p = c->out;
+	ssize_t n = fdpass_send(c->fd, p->buf, p->len, p->fds, p->nfds, MSG_DONTWAIT);
+
+	if (n == -EAGAIN)
+		return;
+	if (n < 0 || p->close) {
+		conn_close(c); /* aborts the lease if n < 0: c->out is still set */
+		return;
+	}
+	c->out = NULL;
+	pending_free(p);
+	event_del(c->wr);
+	event_add(c->rd, NULL);
+}
+
+static void conn_on_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	for (int i = 0; i < CONN_READ_BATCH && !c->out; i++) {
+		int fds[PORTD_FDS_MAX];
+		size_t nfds = PORTD_FDS_MAX;
+		ssize_t n = fdpass_recv(c->fd, rx_buf, sizeof(rx_buf), fds, &nfds, MSG_DONTWAIT);
+
+		if (n == -EAGAIN || n == -EINTR)
+			return;
+		if (n <= 0) {
+			/* End of stream, or a datagram we refuse to read (truncated, too many fds). */
+			if (n < 0)
+				log_debug("connection of uid %u pid %d dropped: %s", c->who.uid,
+					  (int)c->who.pid, strerror((int)-n));
+			conn_close(c);
+			return;
+		}
+		service_handle(c->svc, &c->who, rx_buf, (size_t)n, nfds, &tx);
+		fdpass_close_all(fds, nfds); /* no request carries fds */
+		if (!conn_reply(c, &tx))
+			return;
+	}
+}
+
+struct conn *conn_new(struct event_base *base, struct service *svc, int fd,
+		      conn_closed_fn closed, void *ctx)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (!c) {
+		close(fd);
+		return NULL;
+	}
+	c->fd = fd;
+	c->svc = svc;
+	c->closed = closed;
+	c->ctx = ctx;
+	c->who.pidfd = -1;
+	service_conn_count(svc, 1);
+	/* Identity from the kernel, taken at connect time; never from a message. */
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+		conn_free(c);
+		return NULL;
+	}
+	c->who.uid = cred.uid;
+	c->who.gid = cred.gid;
+	c->who.pid = cred.pid;
+	len = sizeof(c->who.pidfd);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &c->who.pidfd, &len) < 0)
+		c->who.pidfd = -1; /* older kernel: pidfd_open(pid) when a lease is tied */
+	c->rd = event_new(base, fd, EV_READ | EV_PERSIST, conn_on_read, c);
+	c->wr = event_new(base, fd, EV_WRITE | EV_PERSIST, conn_on_write, c);
+	if (!c->rd || !c->wr || event_add(c->rd, NULL) < 0) {
+		conn_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+struct conn *conn_next(const struct conn *c) { return c->next; }
+
+void conn_link(struct conn *c, struct conn **head)
+{
+	c->prev = NULL;
+	c->next = *head;
+	if (*head)
+		(*head)->prev = c;
+	*head = c;
+}
+
+void conn_unlink(struct conn *c, struct conn **head)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		*head = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->prev = c->next = NULL;
+}

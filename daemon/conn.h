@@ -1,0 +1,31 @@
+/*
+ * One client connection: its credentials, read from the kernel once at
+ * accept, and the I/O around service_handle(). Requests are read while no
+ * reply is pending; a reply the socket cannot take now is kept (with its own
+ * copies of the fds) and the write event is armed until it is sent, and
+ * nothing more is read meanwhile, so a client that never reads costs one
+ * queued reply, not an unbounded queue.
+ */
+#ifndef PORTD_CONN_H
+#define PORTD_CONN_H
+
+#include <sys/types.h>
+
+struct event_base;
+struct service;
+struct conn;
+
+typedef void (*conn_closed_fn)(struct conn *c, void *ctx);
+
+/* Takes ownership of fd. Returns NULL (fd closed) if it cannot be set up. */
+struct conn *conn_new(struct event_base *base, struct service *svc, int fd,
+		      conn_closed_fn closed, void *ctx);
+/* Closes the connection without calling closed(). Accepts NULL. */
+void conn_free(struct conn *c);
+
+/* For the server's list of connections. */
+struct conn *conn_next(const struct conn *c);
+void conn_link(struct conn *c, struct conn **head);
+void conn_unlink(struct conn *c, struct conn **head);
+
+#endif

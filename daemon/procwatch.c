@@ -1,0 +1,227 @@
+#include "procwatch.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <sys/pidfd.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "lease.h"
+
+struct proc {
+	pid_t pid;
+	int pidfd;
+	bool dying;           /* exit handling is running: detach must not free */
+	struct event *ev;
+	struct lease *leases; /* linked through lease->tie_prev/tie_next */
+	struct procwatch *pw;
+	size_t slot;          /* index in pw->procs */
+};
+
+struct procwatch {
+	struct event_base *base;
+	procwatch_exited_fn exited;
+	void *ctx;
+	/* Open addressing on pid with linear probing; tombstone-free deletion by backward shift. */
+	struct proc **procs;
+	size_t cap, count;
+};
+
+static size_t slot_of(const struct procwatch *pw, pid_t pid)
+{
+	return ((uint32_t)pid * 2654435761u) & (pw->cap - 1);
+}
+
+static struct proc *pw_find(const struct procwatch *pw, pid_t pid)
+{
+	if (!pw->cap)
+		return NULL;
+	for (size_t i = slot_of(pw, pid);; i = (i + 1) & (pw->cap - 1)) {
+		struct proc *p = pw->procs[i];
+		if (!p)
+			return NULL;
+		if (p->pid == pid)
+			return p;
+	}
+}
+
+static void pw_place(struct procwatch *pw, struct proc *p)
+{
+	size_t i = slot_of(pw, p->pid);
+	while (pw->procs[i])
+		i = (i + 1) & (pw->cap - 1);
+	pw->procs[i] = p;
+	p->slot = i;
+}
+
+static int pw_insert(struct procwatch *pw, struct proc *p)
+{
+	if ((pw->count + 1) * 2 > pw->cap) {
+		size_t ncap = pw->cap ? pw->cap * 2 : 16;
+		struct proc **old = pw->procs, **n = calloc(ncap, sizeof(*n));
+		size_t ocap = pw->cap;
+		if (!n)
+			return -ENOMEM;
+		pw->procs = n;
+		pw->cap = ncap;
+		for (size_t i = 0; i < ocap; i++)
+			if (old[i])
+				pw_place(pw, old[i]);
+		free(old);
+	}
+	pw_place(pw, p);
+	pw->count++;
+	return 0;
+}
+
+static void pw_remove(struct procwatch *pw, struct proc *p)
+{
+	size_t i = p->slot, j = i;
+
+	pw->procs[i] = NULL;
+	pw->count--;
+	/* Backward-shift the rest of the probe run so lookups need no tombstones. */
+	for (;;) {
+		j = (j + 1) & (pw->cap - 1);
+		struct proc *q = pw->procs[j];
+		if (!q)
+			break;
+		size_t home = slot_of(pw, q->pid);
+		if (((j - home) & (pw->cap - 1)) >= ((j - i) & (pw->cap - 1))) {
+			pw->procs[i] = q;
+			q->slot = i;
+			pw->procs[j] = NULL;
+			i = j;
+		}
+	}
+}
+
+static void proc_free(struct proc *p)
+{
+	if (!p)
+		return;
+	if (p->ev)
+		event_free(p->ev);
+	if (p->pidfd >= 0)
+		close(p->pidfd);
+	free(p);
+}
+
+static void proc_exit_now(struct proc *p)
+{
+	struct procwatch *pw = p->pw;
+
+	p->dying = true;
+	pw_remove(pw, p);
+	pw->exited(p, pw->ctx);
+	proc_free(p);
+}
+
+static void proc_on_exit(evutil_socket_t fd, short what, void *arg)
+{
+	proc_exit_now(arg);
+}
+
+static bool pidfd_exited(int pidfd)
+{
+	struct pollfd pfd = { .fd = pidfd, .events = POLLIN };
+	return poll(&pfd, 1, 0) > 0;
+}
+
+struct procwatch *procwatch_new(struct event_base *base, procwatch_exited_fn exited, void *ctx)
+{
+	struct procwatch *pw = calloc(1, sizeof(*pw));
+	if (!pw)
+		return NULL;
+	pw->base = base;
+	pw->exited = exited;
+	pw->ctx = ctx;
+	return pw;
+}
+
+void procwatch_free(struct procwatch *pw)
+{
+	if (!pw)
+		return;
+	for (size_t i = 0; i < pw->cap; i++)
+		proc_free(pw->procs[i]);
+	free(pw->procs);
+	free(pw);
+}
+
+int procwatch_get(struct procwatch *pw, pid_t pid, int pidfd, struct proc **out)
+{
+	struct proc *p = pw_find(pw, pid);
+	int r;
+
+	if (p && pidfd_exited(p->pidfd)) {
+		proc_exit_now(p);
+		p = NULL;
+	}
+	if (p) {
+		*out = p;
+		return 0;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->pid = pid;
+	p->pw = pw;
+	p->pidfd = pidfd >= 0 ? fcntl(pidfd, F_DUPFD_CLOEXEC, 3) : pidfd_open(pid, 0);
+	if (p->pidfd < 0) {
+		r = -errno;
+		free(p);
+		return r;
+	}
+	/* pidfd_open() gives a close-on-exec fd already. */
+	if (pidfd_exited(p->pidfd)) {
+		proc_free(p);
+		return -ESRCH;
+	}
+	p->ev = event_new(pw->base, p->pidfd, EV_READ, proc_on_exit, p);
+	if (!p->ev || event_add(p->ev, NULL) < 0 || (r = pw_insert(pw, p)) < 0) {
+		proc_free(p);
+		return -ENOMEM;
+	}
+	*out = p;
+	return 0;
+}
+
+void proc_attach(struct proc *p, struct lease *l)
+{
+	l->watch = p;
+	l->tied_pid = p->pid;
+	l->tie_prev = NULL;
+	l->tie_next = p->leases;
+	if (p->leases)
+		p->leases->tie_prev = l;
+	p->leases = l;
+}
+
+void proc_detach(struct procwatch *pw, struct lease *l)
+{
+	struct proc *p = l->watch;
+
+	if (!p)
+		return;
+	if (l->tie_prev)
+		l->tie_prev->tie_next = l->tie_next;
+	else
+		p->leases = l->tie_next;
+	if (l->tie_next)
+		l->tie_next->tie_prev = l->tie_prev;
+	l->watch = NULL;
+	l->tie_prev = l->tie_next = NULL;
+	if (!p->leases && !p->dying) {
+		pw_remove(pw, p);
+		proc_free(p);
+	}
+}
+
+struct lease *proc_first_lease(const struct proc *p) { return p->leases; }
+pid_t proc_pid(const struct proc *p) { return p->pid; }
+size_t procwatch_count(const struct procwatch *pw) { return pw->count; }

@@ -1,0 +1,72 @@
+/*
+ * The daemon's state and the handling of one request.
+ *
+ * service_handle() takes one raw datagram and the caller's identity (from
+ * the kernel, never from the message) and fills in one reply: bytes, the fds
+ * to attach, and whether the connection must be closed. It does no socket
+ * I/O on the control connection, so tests and fuzzers drive the real
+ * dispatch code without a socket.
+ *
+ * The service owns the lease table, the port source, the process watches
+ * and the one expiry timer (armed for the earliest deadline).
+ */
+#ifndef PORTD_SERVICE_H
+#define PORTD_SERVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "clock.h"
+#include "lease.h"
+#include "ports.h"
+#include "protocol.h"
+
+struct event_base;
+
+struct service_config {
+	struct lease_limits limits;
+	struct ports_config ports;
+};
+
+/* Who sent a request: read from the connection with SO_PEERCRED/SO_PEERPIDFD. */
+struct caller {
+	uint32_t uid;
+	uint32_t gid;
+	pid_t pid;
+	int pidfd; /* the connecting process, or -1 (then pidfd_open(pid) is used) */
+};
+
+struct reply {
+	size_t len;
+	size_t nfds;
+	int fds[PORTD_FDS_MAX]; /* borrowed from a lease: send them before the loop runs again */
+	uint64_t new_lease;     /* lease made by this request: end it if the reply is not delivered */
+	bool close;             /* close the connection once the reply is sent */
+	uint8_t buf[PORTD_MSG_MAX];
+};
+
+struct service;
+
+struct service *service_new(struct event_base *base, const struct service_config *cfg,
+			    const struct clock *clk, const struct ports_binder *binder);
+/* Ends every lease (closing the daemon's sockets) and frees everything. Accepts NULL. */
+void service_free(struct service *s);
+
+/* Handle one request datagram of len bytes that arrived with nfds fds attached. */
+void service_handle(struct service *s, const struct caller *c, const void *msg, size_t len,
+		    size_t nfds, struct reply *r);
+
+/* End a lease whose reply could not be delivered (the client never got it). */
+void service_abort_lease(struct service *s, uint64_t id);
+
+/* Expire every lease whose deadline has passed; the timer calls this too. */
+void service_expire(struct service *s);
+
+/* Bookkeeping the connection layer reports, for status. */
+void service_conn_count(struct service *s, int delta);
+
+size_t service_lease_count(const struct service *s);
+
+#endif

@@ -1,0 +1,178 @@
+/*
+ * portd wire protocol: constants and field layouts.
+ *
+ * Transport: AF_UNIX SOCK_SEQPACKET, one message per datagram. Every integer is
+ * little-endian and fixed-width; every offset below is from the start of the
+ * message body (the bytes after the 16-byte header). proto/PROTOCOL.md is the
+ * byte-level specification; proto/codec.c is the only code that reads or
+ * writes these layouts.
+ *
+ * Don't forget to bump PORTD_PROTO_VERSION if any of these change! The header
+ * layout and the error-reply layout are frozen forever, so that peers of any
+ * two versions can always tell each other that they disagree.
+ */
+#ifndef PORTD_PROTOCOL_H
+#define PORTD_PROTOCOL_H
+
+#define PORTD_PROTO_MAGIC 0x44545250u /* bytes "PRTD" on the wire */
+#define PORTD_PROTO_VERSION 1
+
+#define PORTD_HDR_SIZE 16
+#define PORTD_MSG_MAX 16384 /* largest datagram either side sends or accepts */
+#define PORTD_FDS_MAX 16    /* most fds attached to one message */
+#define PORTD_LEASE_PORTS_MAX 16
+
+/*
+ * Header (16 bytes):
+ *   0 u32 magic      PORTD_PROTO_MAGIC
+ *   4 u16 version    PORTD_PROTO_VERSION of the sender
+ *   6 u16 type       enum portd_msg_type; replies set PORTD_MSG_REPLY
+ *   8 u32 length     whole message, header included; equals the datagram size
+ *  12 u32 id         chosen by the client, echoed in the reply
+ */
+#define PORTD_MSG_REPLY 0x8000u
+
+enum portd_msg_type {
+	PORTD_MSG_LEASE = 1,
+	PORTD_MSG_RENEW = 2,
+	PORTD_MSG_RELEASE = 3,
+	PORTD_MSG_LIST = 4,
+	PORTD_MSG_STATUS = 5,
+};
+
+/*
+ * Every reply body starts with:
+ *   0 u32 result     enum portd_result
+ *   4 u32 detail     meaning depends on result (a limit, an errno, a version)
+ * A reply whose result is not PORTD_R_OK has exactly these 8 body bytes.
+ */
+enum portd_result {
+	PORTD_R_OK = 0,
+	PORTD_R_PROTO = 1,       /* malformed request; the daemon then closes the connection */
+	PORTD_R_VERSION = 2,     /* detail: the daemon's protocol version */
+	PORTD_R_BADTYPE = 3,     /* unknown message type; detail: the type */
+	PORTD_R_INVAL = 4,       /* a field is out of range */
+	PORTD_R_NOENT = 5,       /* no such lease */
+	PORTD_R_PERM = 6,        /* the lease belongs to another uid */
+	PORTD_R_TTL = 7,         /* ttl above the maximum; detail: the maximum in seconds */
+	PORTD_R_QUOTA_UID = 8,   /* per-uid lease limit reached; detail: the limit */
+	PORTD_R_QUOTA_TOTAL = 9, /* daemon-wide lease limit reached; detail: the limit */
+	PORTD_R_NOPORTS = 10,    /* the port source has no free port left */
+	PORTD_R_BUSY = 11,       /* the requested port is in use or quarantined */
+	PORTD_R_INTERNAL = 12,   /* the daemon failed; detail: errno */
+	PORTD_R_UNSUPPORTED = 13,/* well-formed but not supported by this daemon */
+	PORTD_R_NOTSUP_TRANSPORT = 14, /* number-only lease of UDP outside a reserved range */
+};
+#define PORTD_R_MAX PORTD_R_NOTSUP_TRANSPORT
+
+enum portd_transport {
+	PORTD_TCP = 1,
+	PORTD_UDP = 2,
+	PORTD_BOTH = 3, /* the same number on TCP and UDP */
+};
+
+/* Lease flags: in LEASE requests, and reported back in replies and LIST. */
+#define PORTD_LEASE_F_FD 0x1u   /* hand the bound socket(s) over in the reply */
+#define PORTD_LEASE_F_TIE 0x2u  /* end the lease when the connecting process exits */
+#define PORTD_LEASE_F_ALL 0x3u  /* every flag defined in this version */
+
+/*
+ * LEASE request body (24 bytes):
+ *   0 u32 flags      PORTD_LEASE_F_*; other bits must be zero
+ *   4 u32 ttl        seconds; 0 = the daemon's default
+ *   8 u16 count      ports wanted, 1..PORTD_LEASE_PORTS_MAX
+ *  10 u8  transport  enum portd_transport
+ *  11 u8  reserved   0
+ *  12 u16 port       0 = any; else exactly this port (count must be 1)
+ *  14 u16 reserved   0
+ *  16 u32 pid        0 = none; else end the lease when this process exits
+ *  20 u32 reserved   0
+ *
+ * LEASE reply body, result OK (32 + 2*count bytes):
+ *   0 u32 result     0
+ *   4 u32 detail     0
+ *   8 u64 id
+ *  16 u32 ttl        seconds granted
+ *  20 u32 flags      PORTD_LEASE_F_* in force
+ *  24 u8  transport
+ *  25 u8  reserved   0
+ *  26 u16 count
+ *  28 u32 reserved   0
+ *  32 u16 ports[count]
+ * With PORTD_LEASE_F_FD the reply carries, as SCM_RIGHTS, one fd per port
+ * (two per port for PORTD_BOTH: TCP then UDP), in port order.
+ */
+#define PORTD_LEASE_REQ_SIZE 24
+#define PORTD_LEASE_REP_SIZE 32
+
+/*
+ * RENEW request body (16 bytes): 0 u64 id, 8 u32 ttl (0 = default), 12 u32 reserved.
+ * RENEW reply body, OK (24 bytes): 0 result, 4 detail, 8 u64 id, 16 u32 ttl, 20 u32 reserved.
+ */
+#define PORTD_RENEW_REQ_SIZE 16
+#define PORTD_RENEW_REP_SIZE 24
+
+/*
+ * RELEASE request body (16 bytes):
+ *   0 u64 id         0 = release by port
+ *   8 u16 port       with id 0: the lease holding this port
+ *  10 u8  transport  with id 0: 0 = any, else enum portd_transport
+ *  11 u8  reserved   0
+ *  12 u32 reserved   0
+ * RELEASE reply body, OK (16 bytes): 0 result, 4 detail, 8 u64 id released.
+ */
+#define PORTD_RELEASE_REQ_SIZE 16
+#define PORTD_RELEASE_REP_SIZE 16
+
+/*
+ * LIST request body (16 bytes): 0 u64 after_id (list leases with id > after_id),
+ * 8 u32 flags (0), 12 u32 reserved. A non-root caller sees its own leases,
+ * root sees all.
+ *
+ * LIST reply body, OK: 0 result, 4 detail, 8 u32 count, 12 u32 flags
+ * (PORTD_LIST_F_MORE: ask again with after_id = last id), then count entries
+ * in ascending id order, each 40 + 2*nports bytes rounded up to a multiple of 8:
+ *   0 u64 id
+ *   8 u64 expires_in_ms
+ *  16 u32 uid        owner
+ *  20 u32 pid        owner's pid at connect time (0 if unknown)
+ *  24 u32 ttl        seconds
+ *  28 u32 flags      PORTD_LEASE_F_*
+ *  32 u8  transport
+ *  33 u8  reserved
+ *  34 u16 nports
+ *  36 u32 tied_pid   process the lease is tied to (0 = none)
+ *  40 u16 ports[nports], zero padding to the next multiple of 8
+ */
+#define PORTD_LIST_REQ_SIZE 16
+#define PORTD_LIST_REP_SIZE 16
+#define PORTD_LIST_ENTRY_SIZE 40
+#define PORTD_LIST_F_MORE 0x1u
+
+/*
+ * STATUS request body: empty.
+ * STATUS reply body, OK (96 bytes):
+ *   0 u32 result, 4 u32 detail
+ *   8 u64 uptime_ms
+ *  16 u32 leases          live leases, all uids
+ *  20 u32 ports_held      bound sockets the daemon holds
+ *  24 u32 quarantined     ports in reuse quarantine
+ *  28 u32 connections     open client connections
+ *  32 u32 max_leases
+ *  36 u32 max_per_uid
+ *  40 u32 default_ttl     seconds
+ *  44 u32 max_ttl         seconds
+ *  48 u32 quarantine      seconds
+ *  52 u16 range_lo        0 = the kernel chooses ports
+ *  54 u16 range_hi
+ *  56 u32 caller_leases   leases of the caller's uid
+ *  60 u32 reserved
+ *  64 char version[32]    daemon version, NUL-padded
+ */
+#define PORTD_STATUS_REQ_SIZE 0
+#define PORTD_STATUS_REP_SIZE 96
+#define PORTD_VERSION_LEN 32
+
+#define PORTD_RESULT_SIZE 8 /* result + detail: every reply's prefix */
+
+#endif

@@ -1,0 +1,776 @@
+/*
+ * End-to-end: the real portd binary on a temporary socket, driven by the real
+ * libportd and the real portctl. When run as root the whole suite moves into
+ * a private network namespace first, so port ranges are quiet and nothing
+ * here touches the host's ports.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "codec.h"
+#include "fdpass.h"
+#include "portd.h"
+#include "testutil.h"
+
+#define T 5000 /* ms: timeout of every library call */
+
+static bool private_netns;
+
+static struct portd *connect_ok(const struct daemon_proc *d)
+{
+	struct portd *p = NULL;
+	int r = portd_connect(d->sock, &p);
+	if (r < 0)
+		fail_msg("portd_connect: %s", portd_strerror(r));
+	return p;
+}
+
+static struct portd_lease lease_ok(struct portd *p, uint32_t flags, uint32_t ttl)
+{
+	struct portd_lease_opts o = PORTD_LEASE_OPTS_INIT;
+	struct portd_lease l;
+	int r;
+
+	o.flags = flags;
+	o.ttl = ttl;
+	r = portd_lease(p, &o, &l, T);
+	if (r < 0)
+		fail_msg("portd_lease: %s", portd_strerror(r));
+	assert_int_equal(l.count, 1);
+	assert_int_not_equal(l.ports[0], 0);
+	return l;
+}
+
+/* Is lease id among the caller's leases? */
+static bool listed(struct portd *p, uint64_t id)
+{
+	struct portd_lease_info *v = NULL;
+	int n = portd_list(p, &v, T);
+	bool found = false;
+
+	assert_true(n >= 0);
+	for (int i = 0; i < n; i++)
+		found |= v[i].id == id;
+	free(v);
+	return found;
+}
+
+/* Wait (bounded) until the daemon no longer lists id. */
+static bool wait_gone(struct portd *p, uint64_t id, int timeout_ms)
+{
+	for (uint64_t end = now_ms() + (uint64_t)timeout_ms; now_ms() < end;) {
+		if (!listed(p, id))
+			return true;
+		poll(NULL, 0, 10);
+	}
+	return !listed(p, id);
+}
+
+/* Wait (bounded) until the caller sees exactly n leases. */
+static bool wait_count(struct portd *p, int n, int timeout_ms)
+{
+	for (uint64_t end = now_ms() + (uint64_t)timeout_ms;; poll(NULL, 0, 10)) {
+		struct portd_lease_info *v = NULL;
+		int got = portd_list(p, &v, T);
+		free(v);
+		if (got == n)
+			return true;
+		if (now_ms() >= end)
+			return false;
+	}
+}
+
+static bool wait_fds(pid_t pid, int want, int timeout_ms)
+{
+	for (uint64_t end = now_ms() + (uint64_t)timeout_ms; now_ms() < end;) {
+		if (count_fds(pid) == want)
+			return true;
+		poll(NULL, 0, 5);
+	}
+	return count_fds(pid) == want;
+}
+
+static int tcp_connect(int family, uint16_t port)
+{
+	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int r;
+
+	assert_true(fd >= 0);
+	if (family == AF_INET) {
+		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port),
+					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		r = connect(fd, (struct sockaddr *)&a, sizeof(a));
+	} else {
+		struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_port = htons(port),
+					  .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+		r = connect(fd, (struct sockaddr *)&a, sizeof(a));
+	}
+	if (r < 0) {
+		close(fd);
+		return -errno;
+	}
+	return fd;
+}
+
+/* A listener on fd accepts a connection to port from IPv4 and IPv6 loopback. */
+static void assert_serves(int lfd, uint16_t port)
+{
+	int fams[] = { AF_INET, AF_INET6 };
+
+	for (size_t i = 0; i < 2; i++) {
+		int c = tcp_connect(fams[i], port), a;
+		assert_true(c >= 0);
+		a = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		assert_true(a >= 0);
+		assert_int_equal(write(c, "x", 1), 1);
+		char b;
+		assert_int_equal(read(a, &b, 1), 1);
+		close(a);
+		close(c);
+	}
+}
+
+static uint16_t sock_port(int fd, int *family)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&ss, &sl), 0);
+	*family = ss.ss_family;
+	return ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+					      : ((struct sockaddr_in *)&ss)->sin_port);
+}
+
+/* ---- tests ---- */
+
+/* The handed-over fd is the bound socket of the port reported, and it works after the lease ends. */
+static void t_fd_lease(void **state)
+{
+	struct daemon_proc d = { 0 };
+	int fam, v = -1;
+	socklen_t vl = sizeof(v);
+
+	daemon_start(&d, NULL);
+	struct portd *p = connect_ok(&d);
+	struct portd_lease l = lease_ok(p, PORTD_FLAG_FD | PORTD_FLAG_TIE, 60);
+	assert_int_equal(l.nfds, 1);
+	assert_int_equal(sock_port(l.fds[0], &fam), l.ports[0]);
+	/* Kernel facts the design relies on: dual-stack [::] with SO_REUSEADDR. */
+	assert_int_equal(fam, AF_INET6);
+	assert_int_equal(getsockopt(l.fds[0], IPPROTO_IPV6, IPV6_V6ONLY, &v, &vl), 0);
+	assert_int_equal(v, 0);
+	assert_int_equal(getsockopt(l.fds[0], SOL_SOCKET, SO_REUSEADDR, &v, &vl), 0);
+	assert_int_equal(v, 1);
+	assert_true(l.flags & PORTD_FLAG_FD);
+	assert_true(listed(p, l.id));
+
+	assert_int_equal(listen(l.fds[0], 16), 0);
+	assert_serves(l.fds[0], l.ports[0]);
+	assert_int_equal(portd_release(p, l.id, T), 0);
+	assert_false(listed(p, l.id));
+	/* The lease ended, the daemon closed its copy; ours still serves. */
+	assert_serves(l.fds[0], l.ports[0]);
+	portd_lease_close_fds(&l);
+	assert_int_equal(l.nfds, 0);
+	portd_disconnect(p);
+	daemon_stop(&d);
+}
+
+/*
+ * A number lease from portctl: only the port on stdout; while held, a server
+ * with SO_REUSEADDR binds and listens on it, one without gets EADDRINUSE.
+ */
+static void t_number_lease_portctl(void **state)
+{
+	struct daemon_proc d = { 0 };
+	char out[256], err[512];
+	int lfd = -1;
+
+	daemon_start(&d, NULL);
+	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "lease", "--ttl", "60", NULL), 0);
+	char *end;
+	unsigned long port = strtoul(out, &end, 10);
+	assert_true(port > 0 && port < 65536);
+	assert_string_equal(end, "\n"); /* nothing but the number, for $(...) */
+
+	assert_int_equal(try_bind_tcp((uint16_t)port, false, NULL), -EADDRINUSE);
+	assert_int_equal(try_bind_tcp((uint16_t)port, true, &lfd), 0);
+	assert_int_equal(listen(lfd, 16), 0);
+	assert_serves(lfd, (uint16_t)port);
+	close(lfd);
+
+	/* Still held after our server went away. */
+	assert_int_equal(try_bind_tcp((uint16_t)port, false, NULL), -EADDRINUSE);
+
+	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "list", NULL), 0);
+	char pbuf[16];
+	snprintf(pbuf, sizeof(pbuf), "%lu", port);
+	assert_non_null(strstr(out, pbuf));
+	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "release", "--port", pbuf, NULL), 0);
+	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "list", "--json", NULL), 0);
+	assert_null(strstr(out, pbuf));
+
+	/* --json output. */
+	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "lease", "--ttl", "30", "--json", NULL), 0);
+	assert_non_null(strstr(out, "\"ports\": ["));
+	assert_non_null(strstr(out, "\"ttl\": 30"));
+	daemon_stop(&d);
+}
+
+/*
+ * DESIGN.md: a port held on [::] with SO_REUSEADDR is never handed out by
+ * another socket's bind(port 0), from any address family, nor picked by connect().
+ */
+static void t_held_ports_not_autobound(void **state)
+{
+	enum { LEASES = 32, TRIES = 3000 };
+	static uint8_t held[65536];
+	struct daemon_proc d = { 0 };
+	int hits = 0;
+
+	memset(held, 0, sizeof(held));
+	daemon_start(&d, NULL);
+	struct portd *p = connect_ok(&d);
+	for (int i = 0; i < LEASES; i++)
+		held[lease_ok(p, 0, 600).ports[0]] = 1;
+	for (int i = 0; i < TRIES; i++) {
+		int fam = i % 2 ? AF_INET6 : AF_INET, one = 1, fd, f;
+		fd = socket(fam, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		assert_true(fd >= 0);
+		if (i % 4 >= 2)
+			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (fam == AF_INET) {
+			struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+			assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+		} else {
+			struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+			assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+		}
+		hits += held[sock_port(fd, &f)];
+		close(fd);
+	}
+	assert_int_equal(hits, 0);
+
+	/* Nor is it picked as the source port of an outgoing connection. */
+	int lfd = -1, f;
+	uint16_t lport;
+	struct portd_lease srv = lease_ok(p, PORTD_FLAG_FD | PORTD_FLAG_TIE, 600);
+	lfd = srv.fds[0];
+	lport = srv.ports[0];
+	assert_int_equal(listen(lfd, 128), 0);
+	for (int i = 0; i < TRIES / 3; i++) {
+		int c = tcp_connect(i % 2 ? AF_INET6 : AF_INET, lport), a;
+		assert_true(c >= 0);
+		hits += held[sock_port(c, &f)];
+		a = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		assert_true(a >= 0);
+		close(c); /* client closes first: TIME_WAIT stays on the client's port */
+		close(a);
+	}
+	assert_int_equal(hits, 0);
+	portd_lease_close_fds(&srv);
+	portd_disconnect(p);
+	daemon_stop(&d);
+}
+
+/* Renew moves the deadline; an unrenewed lease expires; the order proves it without timing. */
+static void t_renew_expire(void **state)
+{
+	struct daemon_proc d = { 0 };
+	struct portd_status st;
+	uint32_t granted = 0;
+
+	daemon_start(&d, NULL);
+	struct portd *p = connect_ok(&d);
+	struct portd_lease a = lease_ok(p, 0, 1);
+	assert_int_equal(a.ttl, 1);
+	assert_int_equal(portd_renew(p, a.id, 120, &granted, T), 0);
+	assert_int_equal(granted, 120);
+	struct portd_lease b = lease_ok(p, 0, 1);
+	assert_true(wait_gone(p, b.id, 10000));
+	assert_true(listed(p, a.id));
+	/* The expired lease's port is in reuse quarantine, still unavailable to bind(0)-style users. */
+	assert_int_equal(portd_status(p, &st, T), 0);
+	assert_int_equal(st.leases, 1);
+	assert_true(st.quarantined >= 1);
+
+	assert_int_equal(portd_renew(p, 999999, 10, NULL, T), -PORTD_E_NOENT);
+	assert_int_equal(portd_release(p, 999999, T), -PORTD_E_NOENT);
+	assert_int_equal(portd_release(p, a.id, T), 0);
+	assert_int_equal(portd_release(p, a.id, T), -PORTD_E_NOENT);
+	portd_disconnect(p);
+	daemon_stop(&d);
+}
+
+/* Limits, each with its own error and detail; portctl explains them. */
+static void t_limits(void **state)
+{
+	struct daemon_proc d = { 0 };
+	struct portd_lease_opts o = PORTD_LEASE_OPTS_INIT;
+	struct portd_lease l;
+	char out[256], err[512];
+
+	daemon_start(&d, "--max-leases-per-uid", "3", "--max-ttl", "100", "--default-ttl", "50", NULL);
+	struct portd *p = connect_ok(&d);
+	o.flags = 0;
+	o.ttl = 101;
+	assert_int_equal(portd_lease(p, &o, &l, T), -PORTD_E_TTL);
+	assert_int_equal(portd_detail(p), 100);
+	o.ttl = 0;
+	assert_int_equal(portd_lease(p, &o, &l, T), 0);
+	assert_int_equal(l.ttl, 50);
+	assert_int_equal(portd_renew(p, l.id, 101, NULL, T), -PORTD_E_TTL);
+	lease_ok(p, 0, 10);
+	lease_ok(p, 0, 10);
+	assert_int_equal(portd_lease(p, &o, &l, T), -PORTD_E_QUOTA_UID);
+	assert_int_equal(portd_detail(p), 3);
+	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "lease", NULL), 1);
+	assert_string_equal(out, "");
+	assert_non_null(strstr(err, "limit"));
+	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "lease", "--ttl", "1000", NULL), 1);
+	assert_non_null(strstr(err, "100"));
+	portd_disconnect(p);
+	daemon_stop(&d);
+}
+
+struct child_result {
+	int renew, release, release_port, list_n, own_lease, total;
+};
+
+/* Another uid can neither renew nor release nor see root's leases. */
+static void t_other_uid(void **state)
+{
+	struct daemon_proc d = { 0 };
+	struct child_result cr = { 0 };
+	int pp[2], status;
+
+	if (geteuid() != 0)
+		skip();
+	daemon_start(&d, "--socket-mode", "0666", "--max-leases", "3", "--max-leases-per-uid", "2", NULL);
+	assert_int_equal(chmod(d.dir, 0755), 0);
+	struct portd *p = connect_ok(&d);
+	struct portd_lease mine = lease_ok(p, 0, 60);
+	lease_ok(p, 0, 60);
+	assert_int_equal(pipe(pp), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct portd *q = NULL;
+		struct portd_lease_info *v = NULL;
+		struct portd_lease_opts o = PORTD_LEASE_OPTS_INIT;
+		struct portd_lease l;
+		if (setgroups(0, NULL) || setgid(65534) || setuid(65534) || portd_connect(d.sock, &q))
+			_exit(3);
+		cr.renew = portd_renew(q, mine.id, 30, NULL, T);
+		cr.release = portd_release(q, mine.id, T);
+		cr.release_port = portd_release_port(q, mine.ports[0], 0, NULL, T);
+		cr.list_n = portd_list(q, &v, T);
+		free(v);
+		o.flags = 0;
+		cr.own_lease = portd_lease(q, &o, &l, T);
+		cr.total = portd_lease(q, &o, &l, T); /* 4th lease in all: over --max-leases */
+		if (write(pp[1], &cr, sizeof(cr)) != sizeof(cr))
+			_exit(4);
+		_exit(0);
+	}
+	close(pp[1]);
+	assert_int_equal(read(pp[0], &cr, sizeof(cr)), (ssize_t)sizeof(cr));
+	close(pp[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_int_equal(status, 0);
+	assert_int_equal(cr.renew, -PORTD_E_PERM);
+	assert_int_equal(cr.release, -PORTD_E_PERM);
+	assert_int_equal(cr.release_port, -PORTD_E_PERM);
+	assert_int_equal(cr.list_n, 0);
+	assert_int_equal(cr.own_lease, 0);
+	assert_int_equal(cr.total, -PORTD_E_QUOTA_TOTAL);
+	assert_true(listed(p, mine.id));
+
+	/* Root sees every lease with its owner, and may release another's. */
+	struct portd_lease_info *v = NULL;
+	int n = portd_list(p, &v, T);
+	assert_int_equal(n, 3);
+	uint64_t theirs = 0;
+	for (int i = 0; i < n; i++)
+		if (v[i].uid == 65534)
+			theirs = v[i].id;
+	free(v);
+	assert_int_not_equal(theirs, 0);
+	assert_int_equal(portd_release(p, theirs, T), 0);
+	portd_disconnect(p);
+	daemon_stop(&d);
+}
+
+/* 1,000 simultaneous leases are 1,000 distinct ports; all fds come back when they end. */
+static void t_thousand_and_fds(void **state)
+{
+	enum { N = 1000 };
+	static uint8_t seen[65536];
+	static struct portd_lease ls[N];
+	struct daemon_proc d = { 0 };
+
+	memset(seen, 0, sizeof(seen));
+	daemon_start(&d, "--max-leases-per-uid", "2000", NULL);
+	int base = count_fds(d.pid);
+	assert_true(base > 0);
+	struct portd *p = connect_ok(&d);
+	for (int i = 0; i < N; i++) {
+		ls[i] = lease_ok(p, i % 2 ? PORTD_FLAG_FD | PORTD_FLAG_TIE : 0, 600);
+		assert_int_equal(seen[ls[i].ports[0]], 0);
+		seen[ls[i].ports[0]] = 1;
+	}
+	assert_true(count_fds(d.pid) >= base + N);
+	/* End them three ways: release, expiry, and (below) disconnect + release by port. */
+	for (int i = 0; i < N; i++) {
+		if (i % 3 == 0)
+			assert_int_equal(portd_release(p, ls[i].id, T), 0);
+		else if (i % 3 == 1)
+			assert_int_equal(portd_renew(p, ls[i].id, 1, NULL, T), 0);
+		else
+			assert_int_equal(portd_release_port(p, ls[i].ports[0], 0, NULL, T), 0);
+		portd_lease_close_fds(&ls[i]);
+	}
+	assert_true(wait_count(p, 0, 10000));
+	portd_disconnect(p);
+	assert_true(wait_fds(d.pid, base, 5000));
+	daemon_stop(&d);
+}
+
+/* A tied lease ends when its process exits; an untied fd lease lives on. */
+static void t_tied_to_process(void **state)
+{
+	struct daemon_proc d = { 0 };
+	uint64_t ids[2];
+	int pp[2], status;
+
+	daemon_start(&d, NULL);
+	assert_int_equal(pipe(pp), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct portd *q = NULL;
+		struct portd_lease_opts o = PORTD_LEASE_OPTS_INIT;
+		struct portd_lease a, b;
+		if (portd_connect(d.sock, &q) || portd_lease(q, &o, &a, T))
+			_exit(3);
+		o.flags = PORTD_FLAG_FD; /* plain TTL */
+		o.ttl = 600;
+		if (portd_lease(q, &o, &b, T))
+			_exit(4);
+		ids[0] = a.id;
+		ids[1] = b.id;
+		if (write(pp[1], ids, sizeof(ids)) != sizeof(ids))
+			_exit(5);
+		_exit(0); /* no release, no disconnect */
+	}
+	close(pp[1]);
+	assert_int_equal(read(pp[0], ids, sizeof(ids)), (ssize_t)sizeof(ids));
+	close(pp[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_int_equal(status, 0);
+	struct portd *p = connect_ok(&d);
+	assert_true(wait_gone(p, ids[0], 5000));
+	assert_true(listed(p, ids[1]));
+	portd_disconnect(p);
+	daemon_stop(&d);
+}
+
+static int raw_connect(const struct daemon_proc *d)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	strcpy(a.sun_path, d->sock);
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	return fd;
+}
+
+/* Read one reply and return its result code; the header must be the daemon's version. */
+static uint32_t raw_result(int fd, uint32_t *detail)
+{
+	uint8_t buf[PORTD_MSG_MAX];
+	struct proto_hdr h;
+	uint32_t result = 0;
+	ssize_t n = recv(fd, buf, sizeof(buf), 0);
+
+	assert_true(n > 0);
+	assert_int_equal(proto_hdr_decode(buf, (size_t)n, &h), 0);
+	assert_true(h.type & PORTD_MSG_REPLY);
+	assert_int_equal(proto_decode_result(proto_body(buf), (size_t)n - PORTD_HDR_SIZE, &result, detail), 0);
+	return result;
+}
+
+/* Is the connection closed by the daemon? (bounded wait) */
+static bool raw_closed(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	char b;
+	if (poll(&p, 1, 5000) <= 0)
+		return false;
+	return recv(fd, &b, 1, MSG_DONTWAIT) <= 0;
+}
+
+/* Malformed input drops that peer, never the daemon, and leaks nothing. */
+static void t_protocol_errors(void **state)
+{
+	struct daemon_proc d = { 0 };
+	uint8_t buf[PORTD_MSG_MAX + 64];
+	uint32_t detail;
+	int fd;
+
+	daemon_start(&d, NULL);
+	int base = count_fds(d.pid);
+
+	/* Another protocol version: a clear VERSION error carrying ours. */
+	fd = raw_connect(&d);
+	ssize_t n = proto_encode_status_req(buf, sizeof(buf), 7);
+	assert_true(n > 0);
+	buf[4] = 99; /* version field */
+	assert_int_equal(send(fd, buf, (size_t)n, 0), n);
+	assert_int_equal(raw_result(fd, &detail), PORTD_R_VERSION);
+	assert_int_equal(detail, PORTD_PROTO_VERSION);
+	assert_true(raw_closed(fd));
+	close(fd);
+
+	/* Garbage. */
+	fd = raw_connect(&d);
+	assert_int_equal(send(fd, "hello", 5, 0), 5);
+	assert_int_equal(raw_result(fd, &detail), PORTD_R_PROTO);
+	assert_true(raw_closed(fd));
+	close(fd);
+
+	/* Oversized datagram. */
+	fd = raw_connect(&d);
+	memset(buf, 0, sizeof(buf));
+	assert_int_equal(send(fd, buf, PORTD_MSG_MAX + 1, 0), PORTD_MSG_MAX + 1);
+	assert_true(raw_closed(fd));
+	close(fd);
+
+	/* An fd attached to a request: refused, and not kept. */
+	fd = raw_connect(&d);
+	int pfd[2];
+	assert_int_equal(pipe(pfd), 0);
+	n = proto_encode_status_req(buf, sizeof(buf), 8);
+	assert_int_equal(fdpass_send(fd, buf, (size_t)n, pfd, 2, 0), n);
+	close(pfd[0]);
+	close(pfd[1]);
+	assert_int_equal(raw_result(fd, &detail), PORTD_R_PROTO);
+	assert_true(raw_closed(fd));
+	close(fd);
+
+	/* Unknown type: an error, but the connection stays usable. */
+	fd = raw_connect(&d);
+	n = proto_encode_status_req(buf, sizeof(buf), 9);
+	buf[6] = 77;
+	assert_int_equal(send(fd, buf, (size_t)n, 0), n);
+	assert_int_equal(raw_result(fd, &detail), PORTD_R_BADTYPE);
+	n = proto_encode_status_req(buf, sizeof(buf), 10);
+	assert_int_equal(send(fd, buf, (size_t)n, 0), n);
+	assert_int_equal(raw_result(fd, &detail), PORTD_R_OK);
+	close(fd);
+
+	/* The daemon still serves, and holds no more fds than before. */
+	struct portd *p = connect_ok(&d);
+	struct portd_lease l = lease_ok(p, PORTD_FLAG_FD | PORTD_FLAG_TIE, 10);
+	assert_int_equal(portd_release(p, l.id, T), 0);
+	portd_lease_close_fds(&l);
+	portd_disconnect(p);
+	assert_true(wait_fds(d.pid, base, 5000));
+	daemon_stop(&d);
+}
+
+/* Port range: explicit binds, busy ports skipped, exhaustion, quarantine. */
+static void t_range_and_quarantine(void **state)
+{
+	struct daemon_proc d = { 0 };
+	struct portd_lease_opts o = PORTD_LEASE_OPTS_INIT;
+	struct portd_lease l, ls[3];
+	int busy = -1;
+
+	if (!private_netns)
+		skip(); /* needs a quiet port range */
+	/* Someone else listens on 41001: portd must skip it. */
+	assert_int_equal(try_bind_tcp(41001, true, &busy), 0);
+	assert_int_equal(listen(busy, 4), 0);
+	daemon_start(&d, "--range", "41000-41003", "--quarantine", "60", NULL);
+	struct portd *p = connect_ok(&d);
+	uint16_t got[3];
+	for (int i = 0; i < 3; i++) {
+		ls[i] = lease_ok(p, 0, 60);
+		got[i] = ls[i].ports[0];
+		assert_true(got[i] >= 41000 && got[i] <= 41003 && got[i] != 41001);
+	}
+	assert_true(got[0] != got[1] && got[1] != got[2] && got[0] != got[2]);
+	o.flags = 0;
+	assert_int_equal(portd_lease(p, &o, &l, T), -PORTD_E_NOPORTS);
+	assert_int_equal(portd_release(p, ls[0].id, T), 0);
+	/* Freed, but quarantined: still not handed out. */
+	assert_int_equal(portd_lease(p, &o, &l, T), -PORTD_E_NOPORTS);
+	/* An exact port: busy, quarantined, outside the range. */
+	o.port = 41001;
+	assert_int_equal(portd_lease(p, &o, &l, T), -PORTD_E_BUSY);
+	o.port = got[0];
+	assert_int_equal(portd_lease(p, &o, &l, T), -PORTD_E_BUSY);
+	o.port = 42000;
+	assert_int_equal(portd_lease(p, &o, &l, T), -PORTD_E_INVAL);
+	portd_disconnect(p);
+	daemon_stop(&d);
+
+	/* Without quarantine the freed port comes straight back. */
+	daemon_start(&d, "--range", "41000-41000", "--quarantine", "0", NULL);
+	p = connect_ok(&d);
+	l = lease_ok(p, 0, 60);
+	assert_int_equal(l.ports[0], 41000);
+	assert_int_equal(portd_release(p, l.id, T), 0);
+	l = lease_ok(p, 0, 60);
+	assert_int_equal(l.ports[0], 41000);
+	portd_disconnect(p);
+	daemon_stop(&d);
+	close(busy);
+}
+
+/* portctl's errors say what to do, with documented exit codes. */
+static void t_portctl_cli(void **state)
+{
+	struct daemon_proc d = { 0 };
+	char out[4096], err[1024];
+
+	assert_int_equal(portctl("/nonexistent/portd.sock", out, sizeof(out), err, sizeof(err), "lease", NULL), 3);
+	assert_string_equal(out, "");
+	assert_non_null(strstr(err, "/nonexistent/portd.sock"));
+	assert_non_null(strstr(err, "portd"));
+	assert_int_equal(portctl(NULL, out, sizeof(out), err, sizeof(err), "--version", NULL), 0);
+	assert_non_null(strstr(out, "portctl"));
+	assert_int_equal(portctl(NULL, out, sizeof(out), err, sizeof(err), "--help", NULL), 0);
+	assert_non_null(strstr(out, "lease"));
+	assert_int_equal(portctl(NULL, out, sizeof(out), err, sizeof(err), "frobnicate", NULL), 2);
+	assert_int_equal(portctl(NULL, out, sizeof(out), err, sizeof(err), "lease", "--ttl", "x", NULL), 2);
+	assert_int_equal(portctl(NULL, out, sizeof(out), err, sizeof(err), "renew", NULL), 2);
+
+	daemon_start(&d, NULL);
+	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "release", "12345", NULL), 1);
+	assert_non_null(strstr(err, "12345"));
+	assert_int_equal(portctl(NULL, out, sizeof(out), err, sizeof(err), "--socket", d.sock, "status", NULL), 0);
+	assert_non_null(strstr(out, "leases"));
+	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "status", "--json", NULL), 0);
+	assert_non_null(strstr(out, "\"leases\": 0"));
+	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "lease", "--ttl", "60", NULL), 0);
+	unsigned long port = strtoul(out, NULL, 10);
+	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "lease", "--json", NULL), 0);
+	char *idp = strstr(out, "\"id\": ");
+	assert_non_null(idp);
+	char id[24];
+	snprintf(id, sizeof(id), "%llu", strtoull(idp + 6, NULL, 10));
+	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "renew", id, "--ttl", "120", NULL), 0);
+	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "list", "--json", NULL), 0);
+	assert_non_null(strstr(out, "\"ttl\": 120"));
+	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "release", id, NULL), 0);
+	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "release", id, NULL), 1);
+	char pbuf[16];
+	snprintf(pbuf, sizeof(pbuf), "%lu", port);
+	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "release", "--port", pbuf, NULL), 0);
+	daemon_stop(&d);
+}
+
+/* One daemon per socket; a stale socket file left by a killed daemon is taken over. */
+static void t_daemon_socket(void **state)
+{
+	struct daemon_proc d = { 0 };
+	int status;
+
+	daemon_start(&d, NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_WRONLY);
+		dup2(devnull, 2);
+		execl(getenv("PORTD_BIN"), "portd", "--socket", d.sock, (char *)NULL);
+		_exit(127);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+
+	/* Kill -9: the socket file stays behind, and a new daemon replaces it. */
+	daemon_kill(&d);
+	struct stat st;
+	assert_int_equal(lstat(d.sock, &st), 0);
+	daemon_start(&d, NULL);
+	struct portd *p = connect_ok(&d);
+	portd_disconnect(p);
+	daemon_stop(&d);
+
+	/* Bad options: exit 2. */
+	pid = fork();
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_WRONLY);
+		dup2(devnull, 2);
+		execl(getenv("PORTD_BIN"), "portd", "--range", "9-3", (char *)NULL);
+		_exit(127);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+}
+
+/* The README's C example runs as written. */
+static void t_readme_example(void **state)
+{
+	struct daemon_proc d = { 0 };
+	char cmd[512], line[256] = "";
+	FILE *f;
+
+	daemon_start(&d, NULL);
+	snprintf(cmd, sizeof(cmd), "PORTD_SOCKET='%s' '%s'", d.sock, getenv("PORTD_EXAMPLE_BIN"));
+	f = popen(cmd, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(line, sizeof(line), f));
+	assert_int_equal(pclose(f), 0);
+	assert_non_null(strstr(line, "listening on port "));
+	daemon_stop(&d);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(t_fd_lease, daemons_teardown),
+		cmocka_unit_test_teardown(t_number_lease_portctl, daemons_teardown),
+		cmocka_unit_test_teardown(t_held_ports_not_autobound, daemons_teardown),
+		cmocka_unit_test_teardown(t_renew_expire, daemons_teardown),
+		cmocka_unit_test_teardown(t_limits, daemons_teardown),
+		cmocka_unit_test_teardown(t_other_uid, daemons_teardown),
+		cmocka_unit_test_teardown(t_thousand_and_fds, daemons_teardown),
+		cmocka_unit_test_teardown(t_tied_to_process, daemons_teardown),
+		cmocka_unit_test_teardown(t_protocol_errors, daemons_teardown),
+		cmocka_unit_test_teardown(t_range_and_quarantine, daemons_teardown),
+		cmocka_unit_test_teardown(t_portctl_cli, daemons_teardown),
+		cmocka_unit_test_teardown(t_daemon_socket, daemons_teardown),
+		cmocka_unit_test_teardown(t_readme_example, daemons_teardown),
+	};
+
+	signal(SIGPIPE, SIG_IGN);
+	if (getenv("PORTD_E2E_FILTER")) /* e.g. PORTD_E2E_FILTER='t_limits' */
+		cmocka_set_test_filter(getenv("PORTD_E2E_FILTER"));
+	private_netns = enter_private_netns();
+	if (!private_netns)
+		fprintf(stderr, "# not root: running in the host's network namespace; range tests skipped\n");
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,298 @@
+#include "testutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/pidfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <dirent.h>
+
+#include <cmocka.h>
+
+#define MAX_ARGS 32
+#define MAX_DAEMONS 8
+
+/* Daemons started and not yet stopped, so a failed test's teardown can stop them. */
+static pid_t running[MAX_DAEMONS];
+
+static void track(pid_t pid, pid_t old)
+{
+	for (int i = 0; i < MAX_DAEMONS; i++)
+		if (running[i] == old) {
+			running[i] = pid;
+			return;
+		}
+}
+
+int daemons_teardown(void **state)
+{
+	for (int i = 0; i < MAX_DAEMONS; i++)
+		if (running[i] > 0) {
+			kill(running[i], SIGKILL);
+			waitpid(running[i], NULL, 0);
+			running[i] = 0;
+		}
+	return 0;
+}
+
+uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static const char *env_or_fail(const char *name)
+{
+	const char *v = getenv(name);
+	if (!v || !*v)
+		fail_msg("%s is not set: run the tests through meson test", name);
+	return v;
+}
+
+void daemon_start(struct daemon_proc *d, const char *arg, ...)
+{
+	const char *argv[MAX_ARGS];
+	char readyfd[16], buf[64];
+	int n = 0, p[2];
+	size_t got = 0;
+	va_list ap;
+
+	if (!d->sock[0]) {
+		strcpy(d->dir, "/tmp/portd-e2e.XXXXXX");
+		assert_non_null(mkdtemp(d->dir));
+		snprintf(d->sock, sizeof(d->sock), "%s/portd.sock", d->dir);
+	}
+	d->pid = 0;
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	snprintf(readyfd, sizeof(readyfd), "%d", p[1]);
+
+	argv[n++] = env_or_fail("PORTD_BIN");
+	argv[n++] = "--socket";
+	argv[n++] = d->sock;
+	argv[n++] = "--ready-fd";
+	argv[n++] = readyfd;
+	va_start(ap, arg);
+	for (const char *a = arg; a && n < MAX_ARGS - 1; a = va_arg(ap, const char *))
+		argv[n++] = a;
+	va_end(ap);
+	argv[n] = NULL;
+
+	d->pid = fork();
+	assert_true(d->pid >= 0);
+	if (d->pid == 0) {
+		fcntl(p[1], F_SETFD, 0); /* the ready pipe survives exec */
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	close(p[1]);
+	track(d->pid, 0);
+	/* Wait for READY=1 or EOF (the daemon died): bounded, no sleeping. */
+	for (uint64_t end = now_ms() + 10000; got < sizeof(buf) - 1;) {
+		struct pollfd pfd = { .fd = p[0], .events = POLLIN };
+		uint64_t now = now_ms();
+		ssize_t r;
+		if (now >= end || poll(&pfd, 1, (int)(end - now)) <= 0)
+			break;
+		r = read(p[0], buf + got, sizeof(buf) - 1 - got);
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+		buf[got] = '\0';
+		if (strstr(buf, "READY=1\n"))
+			break;
+	}
+	close(p[0]);
+	buf[got] = '\0';
+	if (!strstr(buf, "READY=1\n")) {
+		kill(d->pid, SIGKILL);
+		waitpid(d->pid, NULL, 0);
+		fail_msg("portd did not become ready");
+	}
+}
+
+static int wait_exit(pid_t pid, int timeout_ms, int *status)
+{
+	int pfd = pidfd_open(pid, 0);
+	struct pollfd p = { .fd = pfd, .events = POLLIN };
+	int r;
+
+	if (pfd < 0)
+		return -errno;
+	r = poll(&p, 1, timeout_ms);
+	close(pfd);
+	if (r <= 0)
+		return -ETIMEDOUT;
+	return waitpid(pid, status, 0) == pid ? 0 : -errno;
+}
+
+void daemon_stop(struct daemon_proc *d)
+{
+	int status = 0;
+	struct stat st;
+
+	if (d->pid <= 0)
+		return;
+	assert_int_equal(kill(d->pid, SIGTERM), 0);
+	if (wait_exit(d->pid, 10000, &status) < 0) {
+		track(0, d->pid);
+		kill(d->pid, SIGKILL);
+		waitpid(d->pid, NULL, 0);
+		fail_msg("portd did not exit within 10 s of SIGTERM");
+	}
+	track(0, d->pid);
+	d->pid = 0;
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	/* Clean shutdown removes the socket file. */
+	assert_int_not_equal(lstat(d->sock, &st), 0);
+	rmdir(d->dir);
+	d->dir[0] = d->sock[0] = '\0';
+}
+
+void daemon_kill(struct daemon_proc *d)
+{
+	track(0, d->pid);
+	kill(d->pid, SIGKILL);
+	waitpid(d->pid, NULL, 0);
+	d->pid = 0;
+}
+
+int count_fds(pid_t pid)
+{
+	char path[64];
+	struct dirent *e;
+	DIR *dir;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	dir = opendir(path);
+	if (!dir)
+		return -1;
+	while ((e = readdir(dir)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(dir);
+	return n;
+}
+
+static void drain(int fd, char *buf, size_t len, size_t *got)
+{
+	char sink[4096];
+	ssize_t r;
+
+	if (len && *got < len - 1)
+		r = read(fd, buf + *got, len - 1 - *got);
+	else
+		r = read(fd, sink, sizeof(sink));
+	if (r > 0 && len && *got < len - 1)
+		*got += (size_t)r;
+}
+
+int portctl(const char *sock, char *out, size_t outlen, char *err, size_t errlen, const char *arg, ...)
+{
+	const char *argv[MAX_ARGS];
+	int n = 0, po[2], pe[2], status;
+	size_t gout = 0, gerr = 0;
+	va_list ap;
+	pid_t pid;
+
+	argv[n++] = env_or_fail("PORTCTL_BIN");
+	va_start(ap, arg);
+	for (const char *a = arg; a && n < MAX_ARGS - 1; a = va_arg(ap, const char *))
+		argv[n++] = a;
+	va_end(ap);
+	argv[n] = NULL;
+	assert_int_equal(pipe2(po, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(pe, O_CLOEXEC), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(po[1], 1);
+		dup2(pe[1], 2);
+		if (sock)
+			setenv("PORTD_SOCKET", sock, 1);
+		else
+			unsetenv("PORTD_SOCKET");
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	close(po[1]);
+	close(pe[1]);
+	for (uint64_t end = now_ms() + 20000; now_ms() < end;) {
+		struct pollfd pf[2] = { { .fd = po[0], .events = POLLIN }, { .fd = pe[0], .events = POLLIN } };
+		if (poll(pf, 2, 1000) < 0)
+			break;
+		if (pf[0].revents)
+			drain(po[0], out, outlen, &gout);
+		if (pf[1].revents)
+			drain(pe[0], err, errlen, &gerr);
+		if ((pf[0].revents & POLLHUP) && !(pf[0].revents & POLLIN) &&
+		    (pf[1].revents & POLLHUP) && !(pf[1].revents & POLLIN))
+			break;
+	}
+	if (outlen)
+		out[gout] = '\0';
+	if (errlen)
+		err[gerr] = '\0';
+	close(po[0]);
+	close(pe[0]);
+	if (wait_exit(pid, 10000, &status) < 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		return -1;
+	}
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+bool enter_private_netns(void)
+{
+	struct ifreq ifr = { 0 };
+	int fd;
+
+	if (geteuid() != 0 || unshare(CLONE_NEWNET) < 0)
+		return false;
+	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	strcpy(ifr.ifr_name, "lo");
+	if (ioctl(fd, SIOCGIFFLAGS, &ifr) == 0) {
+		ifr.ifr_flags |= IFF_UP;
+		ioctl(fd, SIOCSIFFLAGS, &ifr);
+	}
+	close(fd);
+	return true;
+}
+
+int try_bind_tcp(uint16_t port, bool reuseaddr, int *fd_out)
+{
+	int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, zero = 0, r = 0;
+	struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = IN6ADDR_ANY_INIT };
+
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+	if (reuseaddr)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+		r = -errno;
+	if (r == 0 && fd_out)
+		*fd_out = fd;
+	else
+		close(fd);
+	return r;
+}

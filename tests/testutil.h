@@ -1,0 +1,48 @@
+/* Helpers for end-to-end tests: the real portd and portctl binaries, bounded waits. */
+#ifndef PORTD_TESTUTIL_H
+#define PORTD_TESTUTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct daemon_proc {
+	pid_t pid;
+	char dir[64];   /* private temporary directory holding the socket */
+	char sock[128];
+};
+
+/*
+ * Start $PORTD_BIN --socket DIR/portd.sock --ready-fd N ARGS... (NULL-terminated)
+ * and wait (at most 10 s) until it reports ready. Fails the test otherwise.
+ * d must be zeroed for a new directory; a d whose daemon has gone keeps its
+ * socket path, so a second start serves the same path.
+ */
+void daemon_start(struct daemon_proc *d, const char *arg, ...);
+/* SIGTERM, wait (at most 10 s) for a clean exit (status 0), check the socket file is gone. */
+void daemon_stop(struct daemon_proc *d);
+/* SIGKILL: the daemon leaves its socket file behind; d keeps the path. */
+void daemon_kill(struct daemon_proc *d);
+/* cmocka teardown: SIGKILL every daemon a failed test left running. */
+int daemons_teardown(void **state);
+/* Entries of /proc/PID/fd. */
+int count_fds(pid_t pid);
+
+/*
+ * Run $PORTCTL_BIN ARGS... (NULL-terminated) with PORTD_SOCKET=sock (unless
+ * sock is NULL), capture stdout and stderr (NUL-terminated, truncated to
+ * the buffers), and return its exit status (or -1 if it did not exit).
+ */
+int portctl(const char *sock, char *out, size_t outlen, char *err, size_t errlen, const char *arg, ...);
+
+/* Monotonic milliseconds. */
+uint64_t now_ms(void);
+
+/* Bring up lo in a private network namespace if we may (root); returns true if it did. */
+bool enter_private_netns(void);
+
+/* Can a socket with/without SO_REUSEADDR bind TCP [::]:port (dual-stack)? Returns 0 or -errno; *fd_out kept open if non-NULL. */
+int try_bind_tcp(uint16_t port, bool reuseaddr, int *fd_out);
+
+#endif
