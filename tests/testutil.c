@@ -101,7 +101,7 @@ void daemon_start(struct daemon_proc *d, const char *arg, ...)
 	}
 	close(p[1]);
 	track(d->pid, 0);
-	/* Wait for READY=1 or EOF (the daemon died): bounded, no sleeping. */
+	/* Wait for READY=1 and EOF (or EOF alone: the daemon died): bounded, no sleeping. */
 	for (uint64_t end = now_ms() + 10000; got < sizeof(buf) - 1;) {
 		struct pollfd pfd = { .fd = p[0], .events = POLLIN };
 		uint64_t now = now_ms();
@@ -113,8 +113,7 @@ void daemon_start(struct daemon_proc *d, const char *arg, ...)
 			break;
 		got += (size_t)r;
 		buf[got] = '\0';
-		if (strstr(buf, "READY=1\n"))
-			break;
+		/* Read on to EOF: the daemon closes the fd right after, and fd counts must not race that. */
 	}
 	close(p[0]);
 	buf[got] = '\0';
