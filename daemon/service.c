@@ -401,9 +401,15 @@ static void op_list(struct service *s, const struct caller *c, const struct prot
 		for (uint16_t i = 0; i < l->nports; i++)
 			if (!e.nports || e.ports[e.nports - 1] != l->ports[i].port)
 				e.ports[e.nports++] = l->ports[i].port;
-		if (proto_list_add(r->buf, sizeof(r->buf), &len, &e) < 0) {
+		int err = proto_list_add(r->buf, sizeof(r->buf), &len, &e);
+		if (err == -ENOSPC) {
 			more = true;
 			break;
+		}
+		if (err < 0) {
+			/* A lease the codec cannot describe is a daemon bug: say so, don't loop. */
+			reply_error(r, h->type, h->id, PORTD_R_INTERNAL, (uint32_t)-err);
+			return;
 		}
 	}
 	proto_list_finish(r->buf, len, more);
