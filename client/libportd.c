@@ -42,7 +42,9 @@ _Static_assert(PORTD_TRANSPORT_UDP == PORTD_UDP, "udp");
 _Static_assert(PORTD_TRANSPORT_BOTH == PORTD_BOTH, "both");
 _Static_assert(PORTD_FLAG_FD == PORTD_LEASE_F_FD, "fd flag");
 _Static_assert(PORTD_FLAG_TIE == PORTD_LEASE_F_TIE, "tie flag");
-_Static_assert((PORTD_FLAG_FD | PORTD_FLAG_TIE) == PORTD_LEASE_F_ALL, "all flags");
+_Static_assert(PORTD_FLAG_CONSECUTIVE == PORTD_LEASE_F_CONSECUTIVE, "consecutive flag");
+_Static_assert((PORTD_FLAG_FD | PORTD_FLAG_TIE | PORTD_FLAG_CONSECUTIVE) == PORTD_LEASE_F_ALL, "all flags");
+_Static_assert(PORTD_MAX_EXCLUDE == PORTD_EXCLUDE_MAX, "max exclude");
 _Static_assert(PORTD_MAX_PORTS == PORTD_LEASE_PORTS_MAX, "max ports");
 _Static_assert(PORTD_MAX_FDS == PORTD_FDS_MAX, "max fds");
 _Static_assert(sizeof(((struct portd_status *)0)->version) ==
@@ -304,20 +306,8 @@ static size_t lease_fd_count(uint32_t flags, uint8_t transport, uint16_t count)
  */
 static int lease_req_build(const struct portd_lease_opts *o, struct req *q)
 {
-	if (!o)
+	if (!o || o->pid < 0 || o->nexclude > PORTD_MAX_EXCLUDE || (o->nexclude && !o->exclude))
 		return -EINVAL;
-	if (o->flags & ~(uint32_t)PORTD_LEASE_F_ALL)
-		return -EINVAL;
-	if (o->count < 1 || o->count > PORTD_MAX_PORTS)
-		return -EINVAL;
-	if (o->transport < PORTD_TCP || o->transport > PORTD_BOTH)
-		return -EINVAL;
-	if (o->port != 0 && o->count != 1)
-		return -EINVAL;
-	if (o->pid < 0)
-		return -EINVAL;
-	if (lease_fd_count(o->flags, o->transport, o->count) > PORTD_MAX_FDS)
-		return -EINVAL; /* the reply could not carry them all */
 	memset(q, 0, sizeof(*q));
 	q->type = PORTD_MSG_LEASE;
 	q->u.lease.flags = o->flags;
@@ -326,7 +316,12 @@ static int lease_req_build(const struct portd_lease_opts *o, struct req *q)
 	q->u.lease.transport = o->transport;
 	q->u.lease.port = o->port;
 	q->u.lease.pid = (uint32_t)o->pid;
-	return 0;
+	q->u.lease.nexclude = (uint16_t)o->nexclude;
+	for (size_t i = 0; i < o->nexclude; i++) {
+		q->u.lease.exclude[i].lo = o->exclude[i].lo;
+		q->u.lease.exclude[i].hi = o->exclude[i].hi;
+	}
+	return proto_lease_req_valid(&q->u.lease) ? 0 : -EINVAL;
 }
 
 static int renew_req_build(uint64_t id, uint32_t ttl, struct req *q)

@@ -49,6 +49,14 @@ extern "C" {
 #define PORTD_FLAG_FD 0x1u  /* hand the bound socket(s) to this process: one fd per port, two
 			     * per port (TCP then UDP) for BOTH, so BOTH allows at most 8 ports */
 #define PORTD_FLAG_TIE 0x2u /* end the lease when this process exits */
+#define PORTD_FLAG_CONSECUTIVE 0x4u /* count adjacent port numbers */
+
+#define PORTD_MAX_EXCLUDE 64 /* most exclude ranges in one request */
+
+/* An inclusive range of ports, lo <= hi. */
+struct portd_range {
+	uint16_t lo, hi;
+};
 
 /* Errors reported by the daemon (returned negated). */
 enum portd_error {
@@ -75,15 +83,17 @@ struct portd;
 struct portd_lease_opts {
 	uint32_t ttl;       /* seconds; 0 = the daemon's default */
 	uint32_t flags;     /* PORTD_FLAG_* */
-	uint16_t count;     /* ports, 1..PORTD_MAX_PORTS */
+	uint16_t count;     /* ports, 1..PORTD_MAX_PORTS (with FD and BOTH: 1..PORTD_MAX_FDS/2) */
 	uint8_t transport;  /* PORTD_TRANSPORT_* */
-	uint16_t port;      /* 0 = any; else exactly this one */
-	pid_t pid;          /* 0 = none; else end the lease when this process exits */
+	uint16_t port;      /* 0 = any; else exactly this one (the first, with PORTD_FLAG_CONSECUTIVE) */
+	pid_t pid;          /* 0 = none; else end the lease when this process (of your uid) exits */
+	const struct portd_range *exclude; /* ports never to lease, nexclude ranges */
+	size_t nexclude;    /* 0..PORTD_MAX_EXCLUDE */
 };
 /* One TCP port, the bound socket handed over, the lease tied to this process. */
 #define PORTD_LEASE_OPTS_INIT \
 	{ .ttl = 0, .flags = PORTD_FLAG_FD | PORTD_FLAG_TIE, .count = 1, \
-	  .transport = PORTD_TRANSPORT_TCP, .port = 0, .pid = 0 }
+	  .transport = PORTD_TRANSPORT_TCP, .port = 0, .pid = 0, .exclude = NULL, .nexclude = 0 }
 
 struct portd_lease {
 	uint64_t id;

@@ -138,21 +138,35 @@ size_t proto_hdr_encode(void *buf, uint16_t type, uint32_t id, size_t body_len)
 
 /* ---- LEASE ---- */
 
-static bool lease_req_ok(const struct proto_lease_req *m)
+bool proto_lease_req_valid(const struct proto_lease_req *m)
 {
-	return !(m->flags & ~PORTD_LEASE_F_ALL) &&
-	       m->count >= 1 && m->count <= PORTD_LEASE_PORTS_MAX &&
-	       transport_ok(m->transport) &&
-	       (m->port == 0 || m->count == 1);
+	if ((m->flags & ~PORTD_LEASE_F_ALL) ||
+	    m->count < 1 || m->count > PORTD_LEASE_PORTS_MAX ||
+	    !transport_ok(m->transport) ||
+	    (m->port != 0 && m->count != 1 && !(m->flags & PORTD_LEASE_F_CONSECUTIVE)) ||
+	    (m->port != 0 && (uint32_t)m->port + m->count - 1 > UINT16_MAX) ||
+	    m->nexclude > PORTD_EXCLUDE_MAX)
+		return false;
+	/* Each port of a PORTD_BOTH lease is two sockets. */
+	if ((m->flags & PORTD_LEASE_F_FD) && m->transport == PORTD_BOTH &&
+	    m->count > PORTD_FDS_MAX / 2)
+		return false;
+	for (uint16_t i = 0; i < m->nexclude; i++)
+		if (m->exclude[i].lo == 0 || m->exclude[i].lo > m->exclude[i].hi)
+			return false;
+	return true;
 }
 
 ssize_t proto_encode_lease_req(void *buf, size_t cap, uint32_t id, const struct proto_lease_req *m)
 {
 	uint8_t *b;
 
-	if (!lease_req_ok(m))
+	size_t blen;
+
+	if (!proto_lease_req_valid(m))
 		return -EINVAL;
-	b = msg_start(buf, cap, PORTD_MSG_LEASE, id, PORTD_LEASE_REQ_SIZE);
+	blen = PORTD_LEASE_REQ_SIZE + 4u * m->nexclude;
+	b = msg_start(buf, cap, PORTD_MSG_LEASE, id, blen);
 	if (!b)
 		return -EMSGSIZE;
 	put_u32(b + 0, m->flags);
@@ -160,8 +174,13 @@ ssize_t proto_encode_lease_req(void *buf, size_t cap, uint32_t id, const struct 
 	put_u16(b + 8, m->count);
 	put_u8(b + 10, m->transport);
 	put_u16(b + 12, m->port);
+	put_u16(b + 14, m->nexclude);
 	put_u32(b + 16, m->pid);
-	return PORTD_HDR_SIZE + PORTD_LEASE_REQ_SIZE;
+	for (uint16_t i = 0; i < m->nexclude; i++) {
+		put_u16(b + PORTD_LEASE_REQ_SIZE + 4u * i, m->exclude[i].lo);
+		put_u16(b + PORTD_LEASE_REQ_SIZE + 4u * i + 2, m->exclude[i].hi);
+	}
+	return (ssize_t)(PORTD_HDR_SIZE + blen);
 }
 
 int proto_decode_lease_req(const void *body, size_t len, struct proto_lease_req *m)
@@ -169,9 +188,12 @@ int proto_decode_lease_req(const void *body, size_t len, struct proto_lease_req 
 	const uint8_t *b = body;
 
 	memset(m, 0, sizeof(*m));
-	if (len != PORTD_LEASE_REQ_SIZE)
+	if (len < PORTD_LEASE_REQ_SIZE)
 		return -EBADMSG;
-	if (b[11] || get_u16(b + 14) || get_u32(b + 20))
+	m->nexclude = get_u16(b + 14);
+	if (m->nexclude > PORTD_EXCLUDE_MAX || len != PORTD_LEASE_REQ_SIZE + 4u * m->nexclude)
+		return -EBADMSG;
+	if (b[11] || get_u32(b + 20))
 		return -EBADMSG;
 	m->flags = get_u32(b + 0);
 	m->ttl = get_u32(b + 4);
@@ -179,7 +201,11 @@ int proto_decode_lease_req(const void *body, size_t len, struct proto_lease_req 
 	m->transport = b[10];
 	m->port = get_u16(b + 12);
 	m->pid = get_u32(b + 16);
-	return lease_req_ok(m) ? 0 : -EBADMSG;
+	for (uint16_t i = 0; i < m->nexclude; i++) {
+		m->exclude[i].lo = get_u16(b + PORTD_LEASE_REQ_SIZE + 4u * i);
+		m->exclude[i].hi = get_u16(b + PORTD_LEASE_REQ_SIZE + 4u * i + 2);
+	}
+	return proto_lease_req_valid(m) ? 0 : -EBADMSG;
 }
 
 static bool lease_rep_ok(const struct proto_lease_rep *m)

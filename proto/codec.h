@@ -33,6 +33,10 @@ struct proto_hdr {
 	uint32_t id;
 };
 
+struct proto_range {
+	uint16_t lo, hi;
+};
+
 struct proto_lease_req {
 	uint32_t flags;
 	uint32_t ttl;
@@ -40,6 +44,8 @@ struct proto_lease_req {
 	uint8_t transport;
 	uint16_t port;
 	uint32_t pid;
+	uint16_t nexclude;
+	struct proto_range exclude[PORTD_EXCLUDE_MAX];
 };
 
 struct proto_lease_rep {
@@ -120,6 +126,8 @@ size_t proto_hdr_encode(void *buf, uint16_t type, uint32_t id, size_t body_len);
 static inline const uint8_t *proto_body(const void *buf) { return (const uint8_t *)buf + PORTD_HDR_SIZE; }
 
 /* Requests. */
+/* Would this request pass proto_decode_lease_req()? Clients check before sending. */
+bool proto_lease_req_valid(const struct proto_lease_req *m);
 ssize_t proto_encode_lease_req(void *buf, size_t cap, uint32_t id, const struct proto_lease_req *m);
 /* Checks: exact size, no unknown flag bits, reserved bytes zero, 1 <= count <=
  * PORTD_LEASE_PORTS_MAX, transport in 1..3, port != 0 only with count == 1. */

@@ -74,19 +74,26 @@ enum portd_transport {
 /* Lease flags: in LEASE requests, and reported back in replies and LIST. */
 #define PORTD_LEASE_F_FD 0x1u   /* hand the bound socket(s) over in the reply */
 #define PORTD_LEASE_F_TIE 0x2u  /* end the lease when the connecting process exits */
-#define PORTD_LEASE_F_ALL 0x3u  /* every flag defined in this version */
+#define PORTD_LEASE_F_CONSECUTIVE 0x4u /* count adjacent numbers, ascending */
+#define PORTD_LEASE_F_ALL 0x7u  /* every flag defined in this version */
+
+#define PORTD_EXCLUDE_MAX 64    /* most exclude ranges in one LEASE request */
 
 /*
- * LEASE request body (24 bytes):
+ * LEASE request body (24 + 4*nexclude bytes):
  *   0 u32 flags      PORTD_LEASE_F_*; other bits must be zero
  *   4 u32 ttl        seconds; 0 = the daemon's default
- *   8 u16 count      ports wanted, 1..PORTD_LEASE_PORTS_MAX
+ *   8 u16 count      ports wanted, 1..PORTD_LEASE_PORTS_MAX; with
+ *                    PORTD_LEASE_F_FD and PORTD_BOTH at most PORTD_FDS_MAX/2
  *  10 u8  transport  enum portd_transport
  *  11 u8  reserved   0
- *  12 u16 port       0 = any; else exactly this port (count must be 1)
- *  14 u16 reserved   0
+ *  12 u16 port       0 = any; else exactly this port (count 1), or the
+ *                    first of a PORTD_LEASE_F_CONSECUTIVE run
+ *  14 u16 nexclude   exclude ranges that follow, 0..PORTD_EXCLUDE_MAX
  *  16 u32 pid        0 = none; else end the lease when this process exits
+ *                    (it must belong to the caller's uid unless the caller is root)
  *  20 u32 reserved   0
+ *  24 {u16 lo, u16 hi}[nexclude]  ports never to hand out, 1 <= lo <= hi
  *
  * LEASE reply body, result OK (32 + 2*count bytes):
  *   0 u32 result     0

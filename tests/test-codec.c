@@ -631,7 +631,7 @@ static void expect_byte_accepted(const char *name, size_t off, uint8_t val)
 static void test_reserved_nonzero(void **state)
 {
 	static const struct { const char *name; size_t off[12]; } rsvd[] = {
-		{ "lease_req", { 11, 14, 15, 20, 21, 22, 23 } },
+		{ "lease_req", { 11, 20, 21, 22, 23 } },
 		{ "lease_rep", { 25, 28, 29, 30, 31 } },
 		{ "renew_req", { 12, 13, 14, 15 } },
 		{ "renew_rep", { 20, 21, 22, 23 } },
@@ -709,8 +709,66 @@ static void test_lease_req_checks(void **state)
 	m.transport = 4;
 	assert_int_equal(proto_encode_lease_req(buf, sizeof(buf), 1, &m), -EINVAL);
 	m = lease_req_sample;
-	m.flags = 0x4;
+	m.flags = PORTD_LEASE_F_ALL + 1; /* the first undefined bit */
 	assert_int_equal(proto_encode_lease_req(buf, sizeof(buf), 1, &m), -EINVAL);
+
+	/* port != 0 with count > 1 is a consecutive run's first port, and must fit. */
+	m = lease_req_sample;
+	m.count = 4;
+	m.flags |= PORTD_LEASE_F_CONSECUTIVE;
+	m.port = 65532;
+	assert_int_equal(proto_encode_lease_req(buf, sizeof(buf), 1, &m), 40);
+	m.port = 65533;
+	assert_int_equal(proto_encode_lease_req(buf, sizeof(buf), 1, &m), -EINVAL);
+
+	/* FD with BOTH: each port is two fds, and a reply carries at most PORTD_FDS_MAX. */
+	m = lease_req_sample;
+	m.port = 0;
+	m.flags = PORTD_LEASE_F_FD;
+	m.transport = PORTD_BOTH;
+	m.count = PORTD_FDS_MAX / 2;
+	assert_true(proto_encode_lease_req(buf, sizeof(buf), 1, &m) > 0);
+	m.count++;
+	assert_int_equal(proto_encode_lease_req(buf, sizeof(buf), 1, &m), -EINVAL);
+	m.flags = 0; /* a number lease carries no fds */
+	assert_true(proto_encode_lease_req(buf, sizeof(buf), 1, &m) > 0);
+}
+
+/* Exclude ranges: a counted array after the fixed part. */
+static void test_lease_req_exclude(void **state)
+{
+	struct proto_lease_req in = lease_req_sample, out;
+	ssize_t n;
+
+	in.nexclude = 2;
+	in.exclude[0] = (struct proto_range){ 1000, 2000 };
+	in.exclude[1] = (struct proto_range){ 30000, 30000 };
+	n = proto_encode_lease_req(buf, sizeof(buf), 1, &in);
+	assert_int_equal(n, PORTD_HDR_SIZE + PORTD_LEASE_REQ_SIZE + 8);
+	assert_int_equal(BODY[14], 2);
+	assert_int_equal(BODY[24], 1000 & 0xff);
+	assert_int_equal(BODY[25], 1000 >> 8);
+	assert_int_equal(proto_decode_lease_req(BODY, (size_t)n - PORTD_HDR_SIZE, &out), 0);
+	assert_int_equal(out.nexclude, 2);
+	assert_memory_equal(out.exclude, in.exclude, 2 * sizeof(in.exclude[0]));
+	/* The count must match the length exactly, both ways. */
+	assert_int_equal(proto_decode_lease_req(BODY, (size_t)n - PORTD_HDR_SIZE - 4, &out), -EBADMSG);
+	assert_int_equal(proto_decode_lease_req(BODY, (size_t)n - PORTD_HDR_SIZE + 4, &out), -EBADMSG);
+	/* lo > hi, lo == 0, and too many ranges. */
+	BODY[24] = 0xff;
+	BODY[25] = 0xff;
+	assert_int_equal(proto_decode_lease_req(BODY, (size_t)n - PORTD_HDR_SIZE, &out), -EBADMSG);
+	in.exclude[0].lo = 0;
+	assert_int_equal(proto_encode_lease_req(buf, sizeof(buf), 1, &in), -EINVAL);
+	in.exclude[0].lo = 1;
+	in.nexclude = PORTD_EXCLUDE_MAX;
+	for (size_t i = 0; i < PORTD_EXCLUDE_MAX; i++)
+		in.exclude[i] = (struct proto_range){ (uint16_t)(i + 1), (uint16_t)(i + 1) };
+	n = proto_encode_lease_req(buf, sizeof(buf), 1, &in);
+	assert_true(n > 0);
+	assert_int_equal(proto_decode_lease_req(BODY, (size_t)n - PORTD_HDR_SIZE, &out), 0);
+	BODY[14] = PORTD_EXCLUDE_MAX + 1;
+	assert_int_equal(proto_decode_lease_req(BODY, (size_t)n - PORTD_HDR_SIZE + 4, &out), -EBADMSG);
 }
 
 static void test_lease_rep_checks(void **state)
@@ -718,7 +776,7 @@ static void test_lease_rep_checks(void **state)
 	struct proto_lease_rep m;
 
 	/* lease_rep_sample: count 3, body 38 bytes, ports at 32, 34, 36. */
-	expect_byte_rejected("lease_rep", 20, 4);        /* unknown flag */
+	expect_byte_rejected("lease_rep", 20, PORTD_LEASE_F_ALL + 1); /* unknown flag */
 	expect_byte_rejected("lease_rep", 24, 0);        /* transport 0 */
 	expect_byte_rejected("lease_rep", 24, 4);        /* transport 4 */
 	expect_byte_rejected("lease_rep", 26, 0);        /* count 0 */
@@ -990,7 +1048,7 @@ static void test_list_malformed(void **state)
 	/* transport, flags, id 0, port 0. */
 	expect_byte_rejected("list_rep", 16 + 32, 0);
 	expect_byte_rejected("list_rep", 16 + 32, 4);
-	expect_byte_rejected("list_rep", 16 + 28, 4);
+	expect_byte_rejected("list_rep", 16 + 28, PORTD_LEASE_F_ALL + 1);
 	encode_case(c);
 	BODY[16 + 40] = BODY[16 + 41] = 0; /* port 0 */
 	assert_int_equal(proto_decode_list_rep(BODY, full, &count, &more, &it), -EBADMSG);
@@ -1068,6 +1126,7 @@ int main(void)
 		cmocka_unit_test(test_status_roundtrip),
 		cmocka_unit_test(test_status_version),
 		cmocka_unit_test(test_reserved_nonzero),
+		cmocka_unit_test(test_lease_req_exclude),
 		cmocka_unit_test(test_reply_prefix),
 		cmocka_unit_test(test_lease_req_checks),
 		cmocka_unit_test(test_lease_rep_checks),
