@@ -71,7 +71,7 @@ _Static_assert(PORTD_REPLY_LEASE == PORTD_MSG_LEASE && PORTD_REPLY_RENEW == PORT
 	       "reply types are the message types");
 
 /* Largest request this library sends: header + the largest request body. */
-#define REQ_BUF_SIZE (PORTD_HDR_SIZE + PORTD_LEASE_REQ_SIZE)
+#define REQ_BUF_SIZE (PORTD_HDR_SIZE + PORTD_LEASE_REQ_MAX)
 _Static_assert(PORTD_LEASE_REQ_SIZE >= PORTD_RENEW_REQ_SIZE && PORTD_LEASE_REQ_SIZE >= PORTD_RELEASE_REQ_SIZE &&
 		       PORTD_LEASE_REQ_SIZE >= PORTD_LIST_REQ_SIZE && PORTD_LEASE_REQ_SIZE >= PORTD_STATUS_REQ_SIZE,
 	       "REQ_BUF_SIZE holds every request");

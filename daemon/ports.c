@@ -212,7 +212,13 @@ static int bind_exact(struct port_source *ps, uint8_t transport, uint16_t port, 
 	return 0;
 }
 
-static int acquire_kernel(struct port_source *ps, uint8_t transport, int *fd, uint16_t *port)
+static bool filtered(const struct ports_filter *f, uint16_t port)
+{
+	return f && f->skip(f->ctx, port);
+}
+
+static int acquire_kernel(struct port_source *ps, uint8_t transport, const struct ports_filter *f,
+			  int *fd, uint16_t *port)
 {
 	int rejected[PORTS_KERNEL_TRIES];
 	size_t nrej = 0;
@@ -234,7 +240,7 @@ static int acquire_kernel(struct port_source *ps, uint8_t transport, int *fd, ui
 			r = -EIO;
 			break;
 		}
-		if (is_blocked(ps, transport, got)) {
+		if (is_blocked(ps, transport, got) || filtered(f, got)) {
 			rejected[nrej++] = nfd;
 			r = -EADDRNOTAVAIL;
 			continue;
@@ -270,7 +276,8 @@ static uint32_t next_unblocked(const struct port_source *ps, uint8_t transport, 
 	return NONE;
 }
 
-static int acquire_range(struct port_source *ps, uint8_t transport, int *fd, uint16_t *port)
+static int acquire_range(struct port_source *ps, uint8_t transport, const struct ports_filter *f,
+			 int *fd, uint16_t *port)
 {
 	uint32_t lo = ps->cfg.lo, hi = ps->cfg.hi, start = ps->cursor;
 	/* Two segments: [cursor, hi], then wrap to [lo, cursor - 1]. */
@@ -282,7 +289,13 @@ static int acquire_range(struct port_source *ps, uint8_t transport, int *fd, uin
 		if (s == 1 && start == lo)
 			break;
 		while ((p = next_unblocked(ps, transport, p, seg[s][1])) != NONE) {
-			int r = bind_exact(ps, transport, (uint16_t)p, fd, port);
+			int r;
+
+			if (filtered(f, (uint16_t)p)) {
+				p++;
+				continue;
+			}
+			r = bind_exact(ps, transport, (uint16_t)p, fd, port);
 
 			if (r == 0) {
 				ps->cursor = p == hi ? lo : p + 1;
@@ -298,7 +311,8 @@ static int acquire_range(struct port_source *ps, uint8_t transport, int *fd, uin
 	return -EADDRNOTAVAIL;
 }
 
-int ports_acquire(struct port_source *ps, uint8_t transport, uint16_t want, int *fd, uint16_t *port)
+int ports_acquire_filtered(struct port_source *ps, uint8_t transport, uint16_t want,
+			   const struct ports_filter *f, int *fd, uint16_t *port)
 {
 	bool range = ps->cfg.lo != 0;
 
@@ -309,11 +323,17 @@ int ports_acquire(struct port_source *ps, uint8_t transport, uint16_t want, int 
 	if (want) {
 		if (range && (want < ps->cfg.lo || want > ps->cfg.hi))
 			return -EINVAL;
-		if (is_blocked(ps, transport, want))
+		if (is_blocked(ps, transport, want) || filtered(f, want))
 			return -EADDRINUSE;
 		return bind_exact(ps, transport, want, fd, port);
 	}
-	return range ? acquire_range(ps, transport, fd, port) : acquire_kernel(ps, transport, fd, port);
+	return range ? acquire_range(ps, transport, f, fd, port)
+		     : acquire_kernel(ps, transport, f, fd, port);
+}
+
+int ports_acquire(struct port_source *ps, uint8_t transport, uint16_t want, int *fd, uint16_t *port)
+{
+	return ports_acquire_filtered(ps, transport, want, NULL, fd, port);
 }
 
 int ports_mark_held(struct port_source *ps, uint8_t transport, uint16_t port)
@@ -335,6 +355,14 @@ void ports_release(struct port_source *ps, uint8_t transport, uint16_t port)
 	ps->nheld--;
 	ports_expire(ps); /* keeps the ring short when nobody else calls it */
 	quarantine(ps, port);
+}
+
+void ports_cancel(struct port_source *ps, uint8_t transport, uint16_t port)
+{
+	if (!valid_transport(transport) || !bit_get(ps->held[transport - 1], port))
+		return;
+	bit_clr(ps->held[transport - 1], port);
+	ps->nheld--;
 }
 
 bool ports_blocked(struct port_source *ps, uint8_t transport, uint16_t port)

@@ -62,6 +62,28 @@ void ports_free(struct port_source *ps); /* accepts NULL; closes nothing */
  */
 int ports_acquire(struct port_source *ps, uint8_t transport, uint16_t want, int *fd, uint16_t *port);
 
+/* Ports a caller does not want (exclude ranges, ports already tried): skip(ctx, port) true = skip. */
+struct ports_filter {
+	bool (*skip)(void *ctx, uint16_t port);
+	void *ctx;
+};
+
+/*
+ * ports_acquire() that also passes over every port the filter skips (f may
+ * be NULL). In kernel mode a skipped port counts as one of the bounded tries;
+ * in range mode it is simply stepped over. A want the filter skips is
+ * -EADDRINUSE.
+ */
+int ports_acquire_filtered(struct port_source *ps, uint8_t transport, uint16_t want,
+			   const struct ports_filter *f, int *fd, uint16_t *port);
+
+/*
+ * Undo an acquisition that never reached a client (a lease that could not be
+ * completed): the port is no longer held and does NOT enter quarantine. The
+ * caller closes the fd. A pair that is not held is a no-op.
+ */
+void ports_cancel(struct port_source *ps, uint8_t transport, uint16_t port);
+
 /*
  * Marks a port held for transport without binding: for leases restored with
  * sockets the daemon already has (after a restart), so that nothing hands the

@@ -12,8 +12,12 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -24,6 +28,8 @@
 
 /* Leases expired per timer callback; the rest wait for the next turn of the loop. */
 #define EXPIRE_BATCH 512
+/* Candidate ports (or run starts) one LEASE request may try before giving up. */
+#define LEASE_TRIES 64
 
 struct service {
 	struct event_base *base;
@@ -36,24 +42,38 @@ struct service {
 	uint64_t armed;      /* deadline the timer is armed for, UINT64_MAX if none */
 	uint64_t started;
 	uint32_t connections;
+	bool reserved;
 };
 
 static const char *const end_reasons[] = { "released", "expired", "process exited", "aborted", "shutdown" };
 enum end_reason { END_RELEASE, END_EXPIRE, END_EXIT, END_ABORT, END_SHUTDOWN };
 
+/* Give back a lease's ports: quarantined, or (never delivered) cancelled. Closes the sockets. */
+static void lease_unbind(struct service *s, struct lease *l, bool delivered)
+{
+	for (uint16_t i = 0; i < l->nports; i++) {
+		struct lease_port *e = &l->ports[i];
+
+		if (!e->port)
+			continue; /* not bound yet: a lease being built */
+		if (delivered)
+			ports_release(s->ports, e->transport, e->port);
+		else
+			ports_cancel(s->ports, e->transport, e->port);
+		if (e->fd >= 0)
+			s->binder.close(s->binder.ctx, e->fd);
+		e->fd = -1;
+		e->port = 0;
+	}
+}
+
 /* Undo everything a lease holds; it is no longer in the table. */
 static void lease_teardown(struct service *s, struct lease *l, enum end_reason why)
 {
 	proc_detach(s->procs, l);
-	for (uint16_t i = 0; i < l->nports; i++) {
-		if (l->ports[i].fd < 0)
-			continue;
-		ports_release(s->ports, l->ports[i].transport, l->ports[i].port);
-		s->binder.close(s->binder.ctx, l->ports[i].fd);
-		l->ports[i].fd = -1;
-	}
 	log_debug("lease %" PRIu64 " ended (%s): port %u, uid %u", l->id, end_reasons[why],
 		  l->nports ? l->ports[0].port : 0, l->uid);
+	lease_unbind(s, l, why != END_ABORT);
 	lease_free(l);
 }
 
@@ -123,6 +143,7 @@ struct service *service_new(struct event_base *base, const struct service_config
 	s->binder = *binder;
 	s->armed = UINT64_MAX;
 	s->started = clock_now(clk);
+	s->reserved = cfg->reserved;
 	s->leases = lease_table_new(&cfg->limits, &s->clk);
 	s->ports = ports_new(&cfg->ports, &s->clk, &s->binder);
 	s->procs = procwatch_new(base, on_proc_exit, s);
@@ -195,18 +216,150 @@ static void reply_lease_error(const struct service *s, struct reply *r, const st
 	reply_error(r, h->type, h->id, lease_result_code(lr), lease_result_detail(s, lr));
 }
 
-/* Map an error of ports_acquire() to a result the client can act on. */
-static void reply_ports_error(struct reply *r, const struct proto_hdr *h, int err)
+/* ---- operations ---- */
+
+/* What one LEASE request must not be given: its exclude ranges, and candidates already tried. */
+struct lease_filter {
+	const struct proto_lease_req *m;
+	uint16_t tried[LEASE_TRIES];
+	size_t ntried;
+};
+
+static bool lease_filter_skip(void *ctx, uint16_t port)
 {
-	switch (err) {
-	case -EADDRNOTAVAIL: reply_error(r, h->type, h->id, PORTD_R_NOPORTS, 0); break;
-	case -EADDRINUSE: reply_error(r, h->type, h->id, PORTD_R_BUSY, 0); break;
-	case -EINVAL: reply_error(r, h->type, h->id, PORTD_R_INVAL, 0); break;
-	default: reply_error(r, h->type, h->id, PORTD_R_INTERNAL, (uint32_t)-err); break;
-	}
+	const struct lease_filter *lf = ctx;
+
+	for (uint16_t i = 0; i < lf->m->nexclude; i++)
+		if (port >= lf->m->exclude[i].lo && port <= lf->m->exclude[i].hi)
+			return true;
+	for (size_t i = 0; i < lf->ntried; i++)
+		if (lf->tried[i] == port)
+			return true;
+	return false;
 }
 
-/* ---- operations ---- */
+static void lease_filter_add(struct lease_filter *lf, uint16_t port)
+{
+	if (lf->ntried < LEASE_TRIES)
+		lf->tried[lf->ntried++] = port;
+}
+
+/*
+ * Bind one number for every transport of the lease into e[0..] (TCP, then
+ * UDP for PORTD_BOTH). want 0: any number the filter allows. All or nothing.
+ */
+static int bind_number(struct service *s, uint8_t transport, uint16_t want, struct lease_filter *lf,
+		       struct lease_port *e, uint16_t *got)
+{
+	const struct ports_filter f = { lease_filter_skip, lf };
+
+	for (int tries = 0; tries < LEASE_TRIES; tries++) {
+		uint8_t first = transport == PORTD_UDP ? PORTD_UDP : PORTD_TCP;
+		int fd, r;
+		uint16_t port;
+
+		r = ports_acquire_filtered(s->ports, first, want, &f, &fd, &port);
+		if (r < 0)
+			return r;
+		e[0] = (struct lease_port){ .port = port, .transport = first, .fd = fd };
+		if (transport != PORTD_BOTH) {
+			*got = port;
+			return 0;
+		}
+		r = ports_acquire(s->ports, PORTD_UDP, port, &fd, &port);
+		if (r == 0) {
+			e[1] = (struct lease_port){ .port = port, .transport = PORTD_UDP, .fd = fd };
+			*got = port;
+			return 0;
+		}
+		ports_cancel(s->ports, PORTD_TCP, e[0].port);
+		s->binder.close(s->binder.ctx, e[0].fd);
+		e[0] = (struct lease_port){ .port = 0, .fd = -1 };
+		if (want || (r != -EADDRINUSE && r != -EINVAL))
+			return r;
+		lease_filter_add(lf, port); /* the UDP side is taken: another number */
+	}
+	return -EADDRNOTAVAIL;
+}
+
+/*
+ * Bind every port of the lease, all or nothing: count numbers (adjacent with
+ * CONSECUTIVE, starting at m->port if given) on each transport. On failure
+ * nothing stays bound and the error is a -errno of the port source.
+ */
+static int bind_lease(struct service *s, const struct proto_lease_req *m, struct lease *l)
+{
+	const size_t per = m->transport == PORTD_BOTH ? 2 : 1;
+	const bool run = (m->flags & PORTD_LEASE_F_CONSECUTIVE) && m->count > 1;
+	struct lease_filter lf = { .m = m };
+
+	for (int attempt = 0; attempt < LEASE_TRIES; attempt++) {
+		uint16_t base = m->port;
+		int r = 0;
+
+		for (uint16_t i = 0; i < m->count && r == 0; i++) {
+			uint16_t want = 0, got;
+
+			if (base && (run || i == 0))
+				want = (uint16_t)(base + i);
+			r = bind_number(s, m->transport, want, &lf, &l->ports[i * per], &got);
+			if (r == 0 && i == 0)
+				base = got;
+		}
+		if (r == 0)
+			return 0;
+		lease_unbind(s, l, false);
+		/* A run that hit a taken number, or the range's end, starts again elsewhere. */
+		if (!run || m->port || !base || (r != -EADDRINUSE && r != -EINVAL))
+			return r;
+		lease_filter_add(&lf, base);
+	}
+	return -EADDRNOTAVAIL;
+}
+
+/*
+ * A pid to tie the lease to: it must exist and (unless the caller is root)
+ * belong to the caller's uid. Returns a pidfd, or a negative result code.
+ */
+static int open_tied_pid(const struct caller *c, pid_t pid)
+{
+	char path[64], line[256];
+	uint32_t uid = UINT32_MAX;
+	struct pollfd pfd;
+	FILE *f;
+	int fd = pidfd_open(pid, 0);
+
+	if (fd < 0)
+		return errno == ESRCH ? -PORTD_R_INVAL : -PORTD_R_INTERNAL;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "re");
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "Uid: %u", &uid) == 1)
+			break;
+	if (f)
+		fclose(f);
+	/* Read after opening the pidfd: if pid was reused meanwhile, the pidfd says the old one exited. */
+	pfd = (struct pollfd){ .fd = fd, .events = POLLIN };
+	if (uid == UINT32_MAX || poll(&pfd, 1, 0) != 0) {
+		close(fd);
+		return -PORTD_R_INVAL;
+	}
+	if (c->uid != 0 && uid != c->uid) {
+		close(fd);
+		return -PORTD_R_PERM;
+	}
+	return fd;
+}
+
+static uint32_t ports_error_result(int err)
+{
+	switch (err) {
+	case -EADDRNOTAVAIL: return PORTD_R_NOPORTS;
+	case -EADDRINUSE: return PORTD_R_BUSY;
+	case -EINVAL: return PORTD_R_INVAL;
+	default: return PORTD_R_INTERNAL;
+	}
+}
 
 static void op_lease(struct service *s, const struct caller *c, const struct proto_hdr *h,
 		     const uint8_t *body, size_t blen, struct reply *r)
@@ -216,17 +369,23 @@ static void op_lease(struct service *s, const struct caller *c, const struct pro
 	struct lease *l;
 	enum lease_result lr;
 	uint32_t ttl;
-	int fd = -1, err;
-	uint16_t port;
+	int pidfd = -1, err;
+	size_t per;
 	ssize_t n;
 
 	if (proto_decode_lease_req(body, blen, &m) < 0) {
 		reply_error(r, h->type, h->id, PORTD_R_PROTO, 0);
 		return;
 	}
-	/* Several ports, UDP and leases tied to another process are not served yet. */
-	if (m.count != 1 || m.transport != PORTD_TCP || m.pid != 0) {
-		reply_error(r, h->type, h->id, PORTD_R_UNSUPPORTED, 0);
+	per = m.transport == PORTD_BOTH ? 2 : 1;
+	/* Tied to the caller or to another process, not both. */
+	if ((m.flags & PORTD_LEASE_F_TIE) && m.pid) {
+		reply_error(r, h->type, h->id, PORTD_R_INVAL, 0);
+		return;
+	}
+	/* A UDP socket the daemon keeps would take the client's datagrams (DESIGN.md). */
+	if (!(m.flags & PORTD_LEASE_F_FD) && m.transport != PORTD_TCP && !s->reserved) {
+		reply_error(r, h->type, h->id, PORTD_R_NOTSUP_TRANSPORT, 0);
 		return;
 	}
 
@@ -236,38 +395,55 @@ static void op_lease(struct service *s, const struct caller *c, const struct pro
 		reply_lease_error(s, r, h, lr);
 		return;
 	}
+	if (m.pid) {
+		pidfd = open_tied_pid(c, (pid_t)m.pid);
+		if (pidfd < 0) {
+			reply_error(r, h->type, h->id, (uint32_t)-pidfd, 0);
+			return;
+		}
+	}
 
-	l = lease_alloc(1);
+	l = lease_alloc((uint16_t)(m.count * per));
 	if (!l) {
+		if (pidfd >= 0)
+			close(pidfd);
 		reply_error(r, h->type, h->id, PORTD_R_INTERNAL, ENOMEM);
 		return;
 	}
-	err = ports_acquire(s->ports, PORTD_TCP, m.port, &fd, &port);
+	err = bind_lease(s, &m, l);
 	if (err < 0) {
+		if (pidfd >= 0)
+			close(pidfd);
 		lease_free(l);
-		reply_ports_error(r, h, err);
+		uint32_t res = ports_error_result(err);
+		reply_error(r, h->type, h->id, res, res == PORTD_R_INTERNAL ? (uint32_t)-err : 0);
 		return;
 	}
-	l->ports[0] = (struct lease_port){ .port = port, .transport = PORTD_TCP, .fd = fd };
 	l->uid = c->uid;
 	l->pid = c->pid;
 	l->flags = m.flags;
 	l->transport = m.transport;
 	lr = lease_table_add(s->leases, l, ttl);
 	if (lr != LEASE_OK) {
-		ports_release(s->ports, PORTD_TCP, port);
-		s->binder.close(s->binder.ctx, fd);
+		if (pidfd >= 0)
+			close(pidfd);
+		lease_unbind(s, l, false);
 		lease_free(l);
 		reply_lease_error(s, r, h, lr);
 		return;
 	}
-	if (m.flags & PORTD_LEASE_F_TIE) {
+	if ((m.flags & PORTD_LEASE_F_TIE) || m.pid) {
 		struct proc *p;
-		err = procwatch_get(s->procs, c->pid, c->pidfd, &p);
+		pid_t pid = m.pid ? (pid_t)m.pid : c->pid;
+
+		err = procwatch_get(s->procs, pid, m.pid ? pidfd : c->pidfd, &p);
+		if (pidfd >= 0)
+			close(pidfd);
 		if (err < 0) {
-			/* -ESRCH: the caller is gone already; nobody will read the reply. */
+			/* -ESRCH: the process is gone already. */
 			lease_end(s, l, END_ABORT);
-			reply_error(r, h->type, h->id, PORTD_R_INTERNAL, (uint32_t)-err);
+			reply_error(r, h->type, h->id, err == -ESRCH ? PORTD_R_INVAL : PORTD_R_INTERNAL,
+				    (uint32_t)-err);
 			return;
 		}
 		proc_attach(p, l);
@@ -277,8 +453,9 @@ static void op_lease(struct service *s, const struct caller *c, const struct pro
 	rep.ttl = l->ttl_s;
 	rep.flags = l->flags;
 	rep.transport = l->transport;
-	rep.count = 1;
-	rep.ports[0] = port;
+	rep.count = m.count;
+	for (uint16_t i = 0; i < m.count; i++)
+		rep.ports[i] = l->ports[i * per].port;
 	n = proto_encode_lease_rep(r->buf, sizeof(r->buf), h->id, &rep);
 	if (n < 0) {
 		lease_end(s, l, END_ABORT);
@@ -286,14 +463,26 @@ static void op_lease(struct service *s, const struct caller *c, const struct pro
 		return;
 	}
 	r->len = (size_t)n;
-	if (m.flags & PORTD_LEASE_F_FD) {
-		r->fds[0] = fd;
-		r->nfds = 1;
+	for (uint16_t i = 0; i < l->nports; i++) {
+		struct lease_port *e = &l->ports[i];
+
+		if (m.flags & PORTD_LEASE_F_FD) {
+			r->fds[r->nfds++] = e->fd;
+		} else if (e->transport == PORTD_UDP) {
+			/*
+			 * Number-only UDP, in a reserved range: hand the port over now.
+			 * The kernel keeps it from every automatic selection and the
+			 * port source keeps it from other leases until the lease ends.
+			 */
+			s->binder.close(s->binder.ctx, e->fd);
+			e->fd = -1;
+		}
 	}
 	r->new_lease = l->id;
-	log_debug("lease %" PRIu64 " granted: port %u, ttl %u s, uid %u pid %d%s%s", l->id, port,
-		  l->ttl_s, c->uid, (int)c->pid, (l->flags & PORTD_LEASE_F_FD) ? ", fd" : ", number",
-		  (l->flags & PORTD_LEASE_F_TIE) ? ", tied" : "");
+	log_debug("lease %" PRIu64 " granted: %u %s port(s) from %u, ttl %u s, uid %u pid %d%s%s",
+		  l->id, m.count, proto_transport_name(m.transport), rep.ports[0], l->ttl_s, c->uid,
+		  (int)c->pid, (l->flags & PORTD_LEASE_F_FD) ? ", fd" : ", number",
+		  l->tied_pid ? ", tied" : "");
 	service_rearm(s);
 }
 

@@ -28,6 +28,12 @@ struct event_base;
 struct service_config {
 	struct lease_limits limits;
 	struct ports_config ports;
+	/*
+	 * The range is in net.ipv4.ip_local_reserved_ports: no automatic port
+	 * selection of any process lands there, so a number-only UDP lease can
+	 * be handed over without the daemon keeping a socket on the port.
+	 */
+	bool reserved;
 };
 
 /* Who sent a request: read from the connection with SO_PEERCRED/SO_PEERPIDFD. */

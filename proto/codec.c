@@ -160,7 +160,6 @@ bool proto_lease_req_valid(const struct proto_lease_req *m)
 ssize_t proto_encode_lease_req(void *buf, size_t cap, uint32_t id, const struct proto_lease_req *m)
 {
 	uint8_t *b;
-
 	size_t blen;
 
 	if (!proto_lease_req_valid(m))

@@ -109,7 +109,8 @@ enum portd_transport {
  * With PORTD_LEASE_F_FD the reply carries, as SCM_RIGHTS, one fd per port
  * (two per port for PORTD_BOTH: TCP then UDP), in port order.
  */
-#define PORTD_LEASE_REQ_SIZE 24
+#define PORTD_LEASE_REQ_SIZE 24 /* without exclude ranges */
+#define PORTD_LEASE_REQ_MAX (PORTD_LEASE_REQ_SIZE + 4 * PORTD_EXCLUDE_MAX)
 #define PORTD_LEASE_REP_SIZE 32
 
 /*

@@ -740,6 +740,276 @@ static void t_daemon_socket(void **state)
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 2);
 }
 
+/* Options for a lease of count ports. */
+static struct portd_lease_opts opts(uint32_t flags, uint8_t transport, uint16_t count)
+{
+	struct portd_lease_opts o = PORTD_LEASE_OPTS_INIT;
+	o.flags = flags;
+	o.transport = transport;
+	o.count = count;
+	o.ttl = 60;
+	return o;
+}
+
+static int sock_type(int fd)
+{
+	int t = 0;
+	socklen_t tl = sizeof(t);
+	assert_int_equal(getsockopt(fd, SOL_SOCKET, SO_TYPE, &t, &tl), 0);
+	return t;
+}
+
+/* Several ports in one lease, all or nothing. */
+static void t_multi_port(void **state)
+{
+	struct daemon_proc d = { 0 };
+	struct portd_lease l;
+	struct portd_status st;
+	struct portd_lease_opts o = opts(PORTD_FLAG_FD | PORTD_FLAG_TIE, PORTD_TRANSPORT_TCP, 4);
+	int fam;
+
+	daemon_start(&d, NULL);
+	struct portd *p = connect_ok(&d);
+	assert_int_equal(portd_lease(p, &o, &l, T), 0);
+	assert_int_equal(l.count, 4);
+	assert_int_equal(l.nfds, 4);
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(sock_port(l.fds[i], &fam), l.ports[i]);
+		for (int j = 0; j < i; j++)
+			assert_int_not_equal(l.ports[i], l.ports[j]);
+	}
+	/* Release by any of its ports ends the whole lease. */
+	assert_int_equal(portd_release_port(p, l.ports[2], 0, NULL, T), 0);
+	assert_false(listed(p, l.id));
+	portd_lease_close_fds(&l);
+	portd_disconnect(p);
+	daemon_stop(&d);
+
+	if (!private_netns)
+		return;
+	/* A range of 4: a lease of 5 takes nothing; then 4 fit exactly. */
+	daemon_start(&d, "--range", "20000-20003", NULL);
+	p = connect_ok(&d);
+	o = opts(0, PORTD_TRANSPORT_TCP, 5);
+	assert_int_equal(portd_lease(p, &o, &l, T), -PORTD_E_NOPORTS);
+	assert_int_equal(portd_status(p, &st, T), 0);
+	assert_int_equal(st.leases, 0);
+	assert_int_equal(st.ports_held, 0);
+	assert_int_equal(st.quarantined, 0); /* a lease never made quarantines nothing */
+	o.count = 4;
+	assert_int_equal(portd_lease(p, &o, &l, T), 0);
+	assert_int_equal(l.nfds, 0);
+	portd_disconnect(p);
+	daemon_stop(&d);
+}
+
+/* Adjacent numbers, optionally starting at a given port; exclude ranges. */
+static void t_consecutive_and_exclude(void **state)
+{
+	struct daemon_proc d = { 0 };
+	struct portd_lease l;
+	struct portd_lease_opts o = opts(PORTD_FLAG_CONSECUTIVE, PORTD_TRANSPORT_TCP, 5);
+
+	daemon_start(&d, NULL);
+	struct portd *p = connect_ok(&d);
+	assert_int_equal(portd_lease(p, &o, &l, T), 0);
+	for (int i = 1; i < 5; i++)
+		assert_int_equal(l.ports[i], l.ports[0] + i);
+	portd_disconnect(p);
+	daemon_stop(&d);
+
+	if (!private_netns)
+		skip();
+	/* 20001 is taken by another process: a run of 3 from 20000 must start again after it. */
+	int busy = -1;
+	assert_int_equal(try_bind_tcp(20001, true, &busy), 0);
+	assert_int_equal(listen(busy, 4), 0);
+	daemon_start(&d, "--range", "20000-20009", "--quarantine", "0", NULL);
+	p = connect_ok(&d);
+	o = opts(PORTD_FLAG_CONSECUTIVE, PORTD_TRANSPORT_TCP, 3);
+	assert_int_equal(portd_lease(p, &o, &l, T), 0);
+	assert_int_equal(l.ports[0], 20002);
+	assert_int_equal(l.ports[1], 20003);
+	assert_int_equal(l.ports[2], 20004);
+	struct portd_status st;
+	assert_int_equal(portd_status(p, &st, T), 0);
+	assert_int_equal(st.ports_held, 3); /* the abandoned start 20000 was given back */
+	assert_int_equal(portd_release(p, l.id, T), 0);
+	/* From an exact start: free, then crossing the busy port. */
+	o.port = 20005;
+	assert_int_equal(portd_lease(p, &o, &l, T), 0);
+	assert_int_equal(l.ports[0], 20005);
+	assert_int_equal(l.ports[2], 20007);
+	assert_int_equal(portd_release(p, l.id, T), 0);
+	o.port = 20000;
+	assert_int_equal(portd_lease(p, &o, &l, T), -PORTD_E_BUSY);
+	o.port = 20008; /* 20008-20010 leaves the range */
+	assert_int_equal(portd_lease(p, &o, &l, T), -PORTD_E_INVAL);
+	assert_int_equal(portd_status(p, &st, T), 0);
+	assert_int_equal(st.ports_held, 0);
+
+	/* Exclude everything but 20009. */
+	struct portd_range ex[2] = { { 20000, 20004 }, { 20005, 20008 } };
+	o = opts(0, PORTD_TRANSPORT_TCP, 1);
+	o.exclude = ex;
+	o.nexclude = 2;
+	assert_int_equal(portd_lease(p, &o, &l, T), 0);
+	assert_int_equal(l.ports[0], 20009);
+	assert_int_equal(portd_lease(p, &o, &l, T), -PORTD_E_NOPORTS);
+	portd_disconnect(p);
+	daemon_stop(&d);
+	close(busy);
+
+	/* In kernel mode too, an excluded port is never handed out. */
+	daemon_start(&d, NULL);
+	p = connect_ok(&d);
+	struct portd_range all_but[2] = { { 1, 40000 }, { 40100, 65535 } };
+	o.exclude = all_but;
+	for (int i = 0; i < 20; i++) {
+		int r = portd_lease(p, &o, &l, T);
+		if (r == -PORTD_E_NOPORTS)
+			continue; /* the kernel kept choosing excluded ports: refused, not violated */
+		assert_int_equal(r, 0);
+		assert_true(l.ports[0] > 40000 && l.ports[0] < 40100);
+	}
+	portd_disconnect(p);
+	daemon_stop(&d);
+}
+
+/* UDP is held without SO_REUSEADDR and handed over as an fd; BOTH is one number on each. */
+static void t_udp_and_both(void **state)
+{
+	struct daemon_proc d = { 0 };
+	struct portd_lease l;
+	struct portd_lease_opts o = opts(PORTD_FLAG_FD | PORTD_FLAG_TIE, PORTD_TRANSPORT_UDP, 2);
+	int fam, v = -1;
+	socklen_t vl = sizeof(v);
+
+	daemon_start(&d, NULL);
+	struct portd *p = connect_ok(&d);
+	assert_int_equal(portd_lease(p, &o, &l, T), 0);
+	assert_int_equal(l.nfds, 2);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(sock_type(l.fds[i]), SOCK_DGRAM);
+		assert_int_equal(sock_port(l.fds[i], &fam), l.ports[i]);
+		assert_int_equal(getsockopt(l.fds[i], SOL_SOCKET, SO_REUSEADDR, &v, &vl), 0);
+		assert_int_equal(v, 0);
+	}
+	/* The socket works: a datagram to the port arrives on it. */
+	int u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(l.ports[0]),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	assert_int_equal(sendto(u, "hi", 2, 0, (struct sockaddr *)&to, sizeof(to)), 2);
+	char b[8];
+	assert_int_equal(recv(l.fds[0], b, sizeof(b), 0), 2);
+	close(u);
+	portd_lease_close_fds(&l);
+
+	/* BOTH: TCP then UDP fds on the same number. */
+	o = opts(PORTD_FLAG_FD | PORTD_FLAG_TIE, PORTD_TRANSPORT_BOTH, 2);
+	assert_int_equal(portd_lease(p, &o, &l, T), 0);
+	assert_int_equal(l.nfds, 4);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(sock_type(l.fds[2 * i]), SOCK_STREAM);
+		assert_int_equal(sock_type(l.fds[2 * i + 1]), SOCK_DGRAM);
+		assert_int_equal(sock_port(l.fds[2 * i], &fam), l.ports[i]);
+		assert_int_equal(sock_port(l.fds[2 * i + 1], &fam), l.ports[i]);
+	}
+	/* Listed with one number per port. */
+	struct portd_lease_info *v2 = NULL;
+	assert_int_equal(portd_list(p, &v2, T), 2);
+	assert_int_equal(v2[1].count, 2);
+	assert_int_equal(v2[1].transport, PORTD_TRANSPORT_BOTH);
+	free(v2);
+	portd_lease_close_fds(&l);
+
+	/* Number-only UDP outside a reserved range: refused, with nothing taken. */
+	o = opts(0, PORTD_TRANSPORT_UDP, 1);
+	assert_int_equal(portd_lease(p, &o, &l, T), -PORTD_E_NOTSUP_TRANSPORT);
+	o.transport = PORTD_TRANSPORT_BOTH;
+	assert_int_equal(portd_lease(p, &o, &l, T), -PORTD_E_NOTSUP_TRANSPORT);
+	portd_disconnect(p);
+	daemon_stop(&d);
+}
+
+/* A lease tied to another process ends when that process exits; only own processes (or root). */
+static void t_tied_to_pid(void **state)
+{
+	struct daemon_proc d = { 0 };
+	struct portd_lease l;
+	struct portd_lease_opts o = opts(0, PORTD_TRANSPORT_TCP, 1);
+	int pp[2];
+
+	daemon_start(&d, NULL);
+	struct portd *p = connect_ok(&d);
+	assert_int_equal(pipe(pp), 0);
+	pid_t child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		char b;
+		close(pp[1]);
+		while (read(pp[0], &b, 1) < 0) /* until killed */
+			;
+		_exit(0);
+	}
+	close(pp[0]);
+	o.pid = child;
+	assert_int_equal(portd_lease(p, &o, &l, T), 0);
+	assert_true(listed(p, l.id));
+	struct portd_lease_info *v = NULL;
+	assert_int_equal(portd_list(p, &v, T), 1);
+	assert_int_equal(v[0].tied_pid, child);
+	free(v);
+	assert_int_equal(kill(child, SIGKILL), 0);
+	assert_int_equal(waitpid(child, NULL, 0), child);
+	uint64_t t0 = now_ms();
+	assert_true(wait_gone(p, l.id, 5000));
+	print_message("lease tied to pid %d ended within %llu ms of its exit\n", (int)child,
+		      (unsigned long long)(now_ms() - t0));
+	close(pp[1]);
+
+	/* A process that does not exist; tied to the caller and to a pid at once. */
+	o.pid = child; /* reaped: gone */
+	assert_int_equal(portd_lease(p, &o, &l, T), -PORTD_E_INVAL);
+	o.pid = getpid();
+	o.flags = PORTD_FLAG_TIE;
+	assert_int_equal(portd_lease(p, &o, &l, T), -PORTD_E_INVAL);
+	portd_disconnect(p);
+	daemon_stop(&d);
+
+	if (geteuid() != 0)
+		return;
+	/* Another uid may not tie a lease to root's process. */
+	daemon_start(&d, "--socket-mode", "0666", NULL);
+	assert_int_equal(chmod(d.dir, 0755), 0);
+	int pr[2];
+	assert_int_equal(pipe(pr), 0);
+	pid_t me = getpid();
+	child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		struct portd *q = NULL;
+		struct portd_lease_opts qo = opts(0, PORTD_TRANSPORT_TCP, 1);
+		struct portd_lease ql;
+		int res[2] = { 1, 1 };
+		if (setgroups(0, NULL) || setgid(65534) || setuid(65534) || portd_connect(d.sock, &q))
+			_exit(3);
+		qo.pid = me;
+		res[0] = portd_lease(q, &qo, &ql, T);
+		qo.pid = getpid();
+		res[1] = portd_lease(q, &qo, &ql, T);
+		_exit(write(pr[1], res, sizeof(res)) == sizeof(res) ? 0 : 4);
+	}
+	close(pr[1]);
+	int res[2];
+	assert_int_equal(read(pr[0], res, sizeof(res)), (ssize_t)sizeof(res));
+	close(pr[0]);
+	waitpid(child, NULL, 0);
+	assert_int_equal(res[0], -PORTD_E_PERM);
+	assert_int_equal(res[1], 0);
+	daemon_stop(&d);
+}
+
 /* The README's C example runs as written. */
 static void t_readme_example(void **state)
 {
@@ -773,6 +1043,10 @@ int main(void)
 		cmocka_unit_test_teardown(t_portctl_cli, daemons_teardown),
 		cmocka_unit_test_teardown(t_daemon_socket, daemons_teardown),
 		cmocka_unit_test_teardown(t_readme_example, daemons_teardown),
+		cmocka_unit_test_teardown(t_multi_port, daemons_teardown),
+		cmocka_unit_test_teardown(t_consecutive_and_exclude, daemons_teardown),
+		cmocka_unit_test_teardown(t_udp_and_both, daemons_teardown),
+		cmocka_unit_test_teardown(t_tied_to_pid, daemons_teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

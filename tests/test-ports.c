@@ -685,6 +685,77 @@ static void test_mark_held(void **state)
 	ports_free(ps);
 }
 
+/* Skips ports in [lo, hi]. */
+static bool skip_range(void *ctx, uint16_t port)
+{
+	const uint16_t *r = ctx;
+	return port >= r[0] && port <= r[1];
+}
+
+static void test_filter_kernel(void **state)
+{
+	struct port_source *ps = src(0, 0, 1000);
+	uint16_t r[2] = { 40000, 40009 };
+	const struct ports_filter f = { skip_range, r };
+	uint16_t port = 0;
+	int fd = -1;
+
+	(void)state;
+	/* Skipped ports are rejected like blocked ones: kept open while asking again, then closed. */
+	script((const uint16_t[]){ 40003, 40009, 40010 }, 3);
+	assert_int_equal(ports_acquire_filtered(ps, PORTD_TCP, 0, &f, &fd, &port), 0);
+	assert_int_equal(port, 40010);
+	assert_int_equal(k->closes_at_bind[2], 0);
+	assert_int_equal(k->closes, 2);
+	assert_int_equal(ports_held(ps), 1);
+	/* An exact port the filter skips is busy, without asking the kernel. */
+	assert_int_equal(ports_acquire_filtered(ps, PORTD_TCP, 40005, &f, &fd, &port), -EADDRINUSE);
+	assert_int_equal(k->binds, 3);
+	ports_free(ps);
+}
+
+static void test_filter_range(void **state)
+{
+	struct port_source *ps = src(30000, 30009, 0);
+	uint16_t r[2] = { 30000, 30007 };
+	const struct ports_filter f = { skip_range, r };
+	uint16_t port = 0;
+	int fd = -1;
+
+	(void)state;
+	assert_int_equal(ports_acquire_filtered(ps, PORTD_TCP, 0, &f, &fd, &port), 0);
+	assert_int_equal(port, 30008);
+	assert_int_equal(ports_acquire_filtered(ps, PORTD_TCP, 0, &f, &fd, &port), 0);
+	assert_int_equal(port, 30009);
+	/* Everything else is filtered: exhausted, and the kernel was asked only twice. */
+	assert_int_equal(ports_acquire_filtered(ps, PORTD_TCP, 0, &f, &fd, &port), -EADDRNOTAVAIL);
+	assert_int_equal(k->binds, 2);
+	/* Without the filter the rest of the range is there. */
+	take(ps, PORTD_TCP, 0, 30000);
+	ports_free(ps);
+}
+
+static void test_cancel_no_quarantine(void **state)
+{
+	struct port_source *ps = src(30000, 30001, 60000);
+
+	(void)state;
+	take(ps, PORTD_TCP, 0, 30000);
+	take(ps, PORTD_TCP, 0, 30001);
+	ports_cancel(ps, PORTD_TCP, 30000);
+	assert_int_equal(ports_held(ps), 1);
+	assert_int_equal(ports_quarantined(ps), 0);
+	assert_false(ports_blocked(ps, PORTD_TCP, 30000));
+	/* Released, by contrast, is quarantined. */
+	ports_release(ps, PORTD_TCP, 30001);
+	assert_true(ports_blocked(ps, PORTD_TCP, 30001));
+	take(ps, PORTD_TCP, 0, 30000);
+	/* Cancelling a pair that is not held changes nothing. */
+	ports_cancel(ps, PORTD_UDP, 30000);
+	assert_int_equal(ports_held(ps), 1);
+	ports_free(ps);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -713,6 +784,9 @@ int main(void)
 		T(test_quarantine_ring_wraps),
 		T(test_held_counts),
 		T(test_mark_held),
+		T(test_filter_kernel),
+		T(test_filter_range),
+		T(test_cancel_no_quarantine),
 	};
 #undef T
 
