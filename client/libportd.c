@@ -45,6 +45,7 @@ _Static_assert(PORTD_FLAG_TIE == PORTD_LEASE_F_TIE, "tie flag");
 _Static_assert(PORTD_FLAG_CONSECUTIVE == PORTD_LEASE_F_CONSECUTIVE, "consecutive flag");
 _Static_assert((PORTD_FLAG_FD | PORTD_FLAG_TIE | PORTD_FLAG_CONSECUTIVE) == PORTD_LEASE_F_ALL, "all flags");
 _Static_assert(PORTD_MAX_EXCLUDE == PORTD_EXCLUDE_MAX, "max exclude");
+_Static_assert(PORTD_STATUS_RESERVED == PORTD_STATUS_F_RESERVED, "status reserved");
 _Static_assert(PORTD_MAX_PORTS == PORTD_LEASE_PORTS_MAX, "max ports");
 _Static_assert(PORTD_MAX_FDS == PORTD_FDS_MAX, "max fds");
 _Static_assert(sizeof(((struct portd_status *)0)->version) ==
@@ -462,6 +463,7 @@ static void status_from_proto(struct portd_status *s, const struct proto_status 
 	s->range_lo = m->range_lo;
 	s->range_hi = m->range_hi;
 	s->caller_leases = m->caller_leases;
+	s->flags = m->flags;
 	memcpy(s->version, m->version, sizeof(s->version));
 	s->version[sizeof(s->version) - 1] = '\0';
 }

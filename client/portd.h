@@ -125,8 +125,11 @@ struct portd_status {
 	uint32_t max_leases, max_per_uid, default_ttl, max_ttl, quarantine;
 	uint16_t range_lo, range_hi; /* 0, 0: the kernel chooses ports */
 	uint32_t caller_leases;
+	uint32_t flags;     /* PORTD_STATUS_* */
 	char version[33];
 };
+/* The range is reserved from every process's automatic port selection (portd --reserve). */
+#define PORTD_STATUS_RESERVED 0x1u
 
 /*
  * The control socket path: $PORTD_SOCKET if set and non-empty, else

@@ -7,6 +7,7 @@
 #include <grp.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include "config.h"
 #include "hold.h"
 #include "log.h"
+#include "reserve.h"
 #include "server.h"
 #include "service.h"
 #include "sockpath.h"
@@ -30,6 +32,7 @@ struct options {
 	struct service_config svc;
 	uint32_t max_conns;
 	int ready_fd;
+	bool reserve;
 };
 
 static void usage(FILE *f)
@@ -45,6 +48,9 @@ static void usage(FILE *f)
 		"      --socket-group GROUP    group of the socket file (default: unchanged)\n"
 		"  -r, --range LO-HI           hand out ports from LO-HI, chosen by portd\n"
 		"                              (default: the kernel chooses, as for bind to port 0)\n"
+		"      --reserve               add the range to net.ipv4.ip_local_reserved_ports while\n"
+		"                              running, so no other process's bind(0) or connect()\n"
+		"                              gets a port of it (needs root; removed again on exit)\n"
 		"      --quarantine SECONDS    a freed port is not handed out again for this long\n"
 		"                              (default 60; TIME_WAIT lasts about 60 s)\n"
 		"      --default-ttl SECONDS   lease time when a client asks for none (default 300)\n"
@@ -101,12 +107,13 @@ static int bad(const char *opt, const char *val, const char *want)
 
 static int parse_options(int argc, char **argv, struct options *o)
 {
-	enum { O_MODE = 256, O_GROUP, O_QUAR, O_DTTL, O_MTTL, O_MAXL, O_MAXU, O_MAXC, O_READY };
+	enum { O_MODE = 256, O_GROUP, O_QUAR, O_DTTL, O_MTTL, O_MAXL, O_MAXU, O_MAXC, O_READY, O_RESERVE };
 	static const struct option longopts[] = {
 		{ "socket", required_argument, NULL, 's' },
 		{ "socket-mode", required_argument, NULL, O_MODE },
 		{ "socket-group", required_argument, NULL, O_GROUP },
 		{ "range", required_argument, NULL, 'r' },
+		{ "reserve", no_argument, NULL, O_RESERVE },
 		{ "quarantine", required_argument, NULL, O_QUAR },
 		{ "default-ttl", required_argument, NULL, O_DTTL },
 		{ "max-ttl", required_argument, NULL, O_MTTL },
@@ -147,6 +154,9 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case 'r':
 			if (parse_range(optarg, &o->svc.ports.lo, &o->svc.ports.hi) < 0)
 				return bad("--range", optarg, "LO-HI with 1 <= LO <= HI <= 65535");
+			break;
+		case O_RESERVE:
+			o->reserve = true;
 			break;
 		case O_QUAR:
 			if (parse_u32(optarg, 0, 86400, &v, 10) < 0)
@@ -201,6 +211,10 @@ static int parse_options(int argc, char **argv, struct options *o)
 			o->svc.limits.default_ttl_s, o->svc.limits.max_ttl_s);
 		return -1;
 	}
+	if (o->reserve && !o->svc.ports.lo) {
+		fprintf(stderr, "portd: --reserve needs --range LO-HI: it reserves that range\n");
+		return -1;
+	}
 	if (o->svc.limits.max_per_uid > o->svc.limits.max_leases)
 		o->svc.limits.max_per_uid = o->svc.limits.max_leases;
 	if (!o->socket[0] && sockpath_default(o->socket, sizeof(o->socket)) < 0) {
@@ -228,6 +242,39 @@ static void raise_nofile(const struct options *o)
 			 (unsigned long long)rl.rlim_cur, (unsigned long long)need);
 }
 
+/*
+ * Reserve the range (--reserve), or notice that the host reserved it already
+ * (the sysctl.d drop-in): then number-only UDP leases are safe.
+ */
+static int setup_reservation(struct options *o, struct reservation *res, bool *added)
+{
+	static struct portset cur;
+	uint16_t lo = o->svc.ports.lo, hi = o->svc.ports.hi;
+	int r;
+
+	*added = false;
+	if (!lo)
+		return 0;
+	if (o->reserve) {
+		r = reserve_add(RESERVE_SYSCTL, lo, hi, res);
+		if (r < 0) {
+			log_err("--reserve: cannot write %s: %s. Run portd as root, or reserve the range "
+				"with a sysctl.d drop-in (systemd/portd-reserved-ports.conf) and drop "
+				"--reserve", RESERVE_SYSCTL, strerror(-r));
+			return r;
+		}
+		*added = true;
+		o->svc.reserved = true;
+		log_info("reserved ports %u-%u from automatic selection (%s)", lo, hi, RESERVE_SYSCTL);
+		return 0;
+	}
+	if (reserve_read(RESERVE_SYSCTL, &cur) == 0 && reserve_covers(&cur, lo, hi)) {
+		o->svc.reserved = true;
+		log_info("ports %u-%u are reserved from automatic selection by the host", lo, hi);
+	}
+	return 0;
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	log_info("signal %d: shutting down", (int)sig);
@@ -253,12 +300,16 @@ int main(int argc, char **argv)
 	struct event *sigterm = NULL, *sigint = NULL;
 	struct service *svc = NULL;
 	struct server *srv = NULL;
+	static struct reservation res;
+	bool reserved = false;
 	int fd, rc = 1;
 
 	if (parse_options(argc, argv, &o) < 0)
 		return 2;
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile(&o);
+	if (setup_reservation(&o, &res, &reserved) < 0)
+		return 1;
 
 	if (strcmp(o.socket, PORTD_SYSTEM_SOCKET) == 0 && mkdir("/run/portd", 0755) < 0 &&
 	    errno != EEXIST)
@@ -273,14 +324,14 @@ int main(int argc, char **argv)
 			log_err("cannot listen on %s: %s%s", o.socket, strerror(-fd),
 				fd == -EACCES || fd == -ENOENT ?
 				" (use --socket PATH or set PORTD_SOCKET to a writable place)" : "");
-		return 1;
+		goto out;
 	}
 
 	base = event_base_new();
 	if (!base) {
 		close(fd);
 		log_err("cannot create the event loop");
-		return 1;
+		goto out;
 	}
 	svc = service_new(base, &o.svc, &clk, &binder);
 	srv = svc ? server_new(base, svc, fd, o.socket, o.max_conns) : NULL;
@@ -297,8 +348,8 @@ int main(int argc, char **argv)
 	}
 
 	if (o.svc.ports.lo)
-		log_info("portd %s serving %s; ports %u-%u chosen by portd", PORTD_VERSION, o.socket,
-			 o.svc.ports.lo, o.svc.ports.hi);
+		log_info("portd %s serving %s; ports %u-%u chosen by portd%s", PORTD_VERSION, o.socket,
+			 o.svc.ports.lo, o.svc.ports.hi, o.svc.reserved ? " (reserved)" : "");
 	else
 		log_info("portd %s serving %s; ports chosen by the kernel", PORTD_VERSION, o.socket);
 	if (o.ready_fd >= 0) {
@@ -318,5 +369,11 @@ out:
 		event_free(sigint);
 	if (base)
 		event_base_free(base);
+	if (reserved) {
+		int err = reserve_remove(RESERVE_SYSCTL, &res);
+		if (err < 0)
+			log_warn("could not remove ports %u-%u from %s: %s", res.lo, res.hi,
+				 RESERVE_SYSCTL, strerror(-err));
+	}
 	return rc;
 }

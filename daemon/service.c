@@ -631,6 +631,7 @@ static void op_status(struct service *s, const struct caller *c, const struct pr
 	m.range_lo = pc->lo;
 	m.range_hi = pc->hi;
 	m.caller_leases = lease_table_uid_count(s->leases, c->uid);
+	m.flags = s->reserved ? PORTD_STATUS_F_RESERVED : 0;
 	snprintf(m.version, sizeof(m.version), "%s", PORTD_VERSION);
 	n = proto_encode_status_rep(r->buf, sizeof(r->buf), h->id, &m);
 	r->len = n > 0 ? (size_t)n : 0;

@@ -420,8 +420,11 @@ int proto_decode_status_req(const void *body, size_t len)
 
 ssize_t proto_encode_status_rep(void *buf, size_t cap, uint32_t id, const struct proto_status *m)
 {
-	uint8_t *b = msg_start(buf, cap, PORTD_MSG_STATUS | PORTD_MSG_REPLY, id, PORTD_STATUS_REP_SIZE);
+	uint8_t *b;
 
+	if (m->flags & ~PORTD_STATUS_F_ALL)
+		return -EINVAL;
+	b = msg_start(buf, cap, PORTD_MSG_STATUS | PORTD_MSG_REPLY, id, PORTD_STATUS_REP_SIZE);
 	if (!b)
 		return -EMSGSIZE;
 	put_u64(b + 8, m->uptime_ms);
@@ -437,6 +440,7 @@ ssize_t proto_encode_status_rep(void *buf, size_t cap, uint32_t id, const struct
 	put_u16(b + 52, m->range_lo);
 	put_u16(b + 54, m->range_hi);
 	put_u32(b + 56, m->caller_leases);
+	put_u32(b + 60, m->flags);
 	/* At most 32 bytes, no terminator needed; the rest stays NUL (msg_start). */
 	memcpy(b + 64, m->version, strnlen(m->version, PORTD_VERSION_LEN));
 	return PORTD_HDR_SIZE + PORTD_STATUS_REP_SIZE;
@@ -448,7 +452,7 @@ int proto_decode_status_rep(const void *body, size_t len, struct proto_status *m
 	size_t vlen;
 
 	memset(m, 0, sizeof(*m));
-	if (len != PORTD_STATUS_REP_SIZE || !ok_prefix(b) || get_u32(b + 60))
+	if (len != PORTD_STATUS_REP_SIZE || !ok_prefix(b) || (get_u32(b + 60) & ~PORTD_STATUS_F_ALL))
 		return -EBADMSG;
 	/* NUL padding means NUL: bytes after the string must all be zero. */
 	vlen = strnlen((const char *)b + 64, PORTD_VERSION_LEN);
@@ -467,6 +471,7 @@ int proto_decode_status_rep(const void *body, size_t len, struct proto_status *m
 	m->range_lo = get_u16(b + 52);
 	m->range_hi = get_u16(b + 54);
 	m->caller_leases = get_u32(b + 56);
+	m->flags = get_u32(b + 60);
 	memcpy(m->version, b + 64, vlen);
 	m->version[vlen] = '\0'; /* already zeroed; kept for the reader */
 	return 0;

@@ -106,6 +106,7 @@ struct proto_status {
 	uint16_t range_lo;
 	uint16_t range_hi;
 	uint32_t caller_leases;
+	uint32_t flags; /* PORTD_STATUS_F_* */
 	char version[PORTD_VERSION_LEN + 1]; /* always NUL-terminated after decode */
 };
 

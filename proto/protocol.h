@@ -174,9 +174,11 @@ enum portd_transport {
  *  52 u16 range_lo        0 = the kernel chooses ports
  *  54 u16 range_hi
  *  56 u32 caller_leases   leases of the caller's uid
- *  60 u32 reserved
+ *  60 u32 flags           PORTD_STATUS_F_*
  *  64 char version[32]    daemon version, NUL-padded
  */
+#define PORTD_STATUS_F_RESERVED 0x1u /* the range is in net.ipv4.ip_local_reserved_ports */
+#define PORTD_STATUS_F_ALL 0x1u
 #define PORTD_STATUS_REQ_SIZE 0
 #define PORTD_STATUS_REP_SIZE 96
 #define PORTD_VERSION_LEN 32

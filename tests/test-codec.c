@@ -637,7 +637,7 @@ static void test_reserved_nonzero(void **state)
 		{ "renew_rep", { 20, 21, 22, 23 } },
 		{ "release_req", { 11, 12, 13, 14, 15 } },
 		{ "list_req", { 12, 13, 14, 15 } },
-		{ "status_rep", { 60, 61, 62, 63 } },
+		{ "status_rep", { 61, 62, 63 } }, /* 60 is flags: below */
 	};
 
 	for (size_t i = 0; i < sizeof(rsvd) / sizeof(rsvd[0]); i++)
@@ -645,6 +645,10 @@ static void test_reserved_nonzero(void **state)
 			expect_byte_rejected(rsvd[i].name, rsvd[i].off[j], 0x01);
 			expect_byte_rejected(rsvd[i].name, rsvd[i].off[j], 0x80);
 		}
+	/* STATUS flags: known bits only. */
+	expect_byte_accepted("status_rep", 60, PORTD_STATUS_F_RESERVED);
+	expect_byte_rejected("status_rep", 60, PORTD_STATUS_F_ALL + 1);
+	expect_byte_rejected("status_rep", 60, 0x80);
 }
 
 /* OK replies must have result 0 and detail 0; any other value fails the typed decoder. */

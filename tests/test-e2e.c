@@ -1010,6 +1010,117 @@ static void t_tied_to_pid(void **state)
 	daemon_stop(&d);
 }
 
+static void read_sysctl(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	assert_non_null(f);
+	n = fread(buf, 1, len - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+}
+
+/*
+ * --reserve: the range leaves every automatic selection (bind(0), connect())
+ * of other processes while portd leases from it, number-only UDP becomes
+ * possible, and the sysctl is as before once portd exits.
+ */
+static void t_reserve(void **state)
+{
+	static const char *sysctl = "/proc/sys/net/ipv4/ip_local_reserved_ports";
+	enum { LO = 40000, HI = 40099 };
+	struct daemon_proc d = { 0 };
+	struct portd_lease_opts o;
+	struct portd_lease l;
+	struct portd_status st;
+	char before[256], during[256], after[256];
+	int hits = 0, fam;
+
+	if (!private_netns)
+		skip(); /* the sysctl is per network namespace: never touch the host's */
+	read_sysctl(sysctl, before, sizeof(before));
+	daemon_start(&d, "--range", "40000-40099", "--reserve", "--quarantine", "0", NULL);
+	read_sysctl(sysctl, during, sizeof(during));
+	assert_non_null(strstr(during, "40000-40099"));
+	struct portd *p = connect_ok(&d);
+	assert_int_equal(portd_status(p, &st, T), 0);
+	assert_true(st.flags & PORTD_STATUS_RESERVED);
+
+	/* Other processes' automatic selection never lands in the range, TCP or UDP, v4 or v6. */
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in la = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	assert_int_equal(bind(lfd, (struct sockaddr *)&la, sizeof(la)), 0);
+	assert_int_equal(listen(lfd, 128), 0);
+	uint16_t lport = sock_port(lfd, &fam);
+	for (int i = 0; i < 4000; i++) {
+		int type = i % 2 ? SOCK_DGRAM : SOCK_STREAM, f = i % 4 < 2 ? AF_INET : AF_INET6;
+		int s = socket(f, type | SOCK_CLOEXEC, 0);
+		assert_true(s >= 0);
+		if (f == AF_INET) {
+			struct sockaddr_in a = { .sin_family = AF_INET };
+			assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
+		} else {
+			struct sockaddr_in6 a = { .sin6_family = AF_INET6 };
+			assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
+		}
+		uint16_t got = sock_port(s, &fam);
+		hits += got >= LO && got <= HI;
+		close(s);
+		if (i % 4 == 0) {
+			int c = tcp_connect(AF_INET, lport), a;
+			assert_true(c >= 0);
+			got = sock_port(c, &fam);
+			hits += got >= LO && got <= HI;
+			a = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+			close(c);
+			close(a);
+		}
+		if (i % 400 == 0) { /* and portd keeps leasing from the range meanwhile */
+			o = opts(0, PORTD_TRANSPORT_TCP, 1);
+			assert_int_equal(portd_lease(p, &o, &l, T), 0);
+			assert_true(l.ports[0] >= LO && l.ports[0] <= HI);
+		}
+	}
+	close(lfd);
+	assert_int_equal(hits, 0);
+
+	/* Number-only UDP: the port is handed over, so the client's own socket can bind it. */
+	o = opts(0, PORTD_TRANSPORT_UDP, 1);
+	assert_int_equal(portd_lease(p, &o, &l, T), 0);
+	assert_int_equal(l.nfds, 0);
+	assert_true(l.ports[0] >= LO && l.ports[0] <= HI);
+	int u = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in6 ua = { .sin6_family = AF_INET6, .sin6_port = htons(l.ports[0]) };
+	assert_int_equal(bind(u, (struct sockaddr *)&ua, sizeof(ua)), 0);
+	close(u);
+	/* ... and portd does not hand it out again while the lease lives. */
+	for (int i = 0; i < 100 - 10 - 1; i++) {
+		struct portd_lease m;
+		o = opts(0, PORTD_TRANSPORT_UDP, 1);
+		assert_int_equal(portd_lease(p, &o, &m, T), 0);
+		assert_int_not_equal(m.ports[0], l.ports[0]);
+	}
+	assert_int_equal(portd_release(p, l.id, T), 0);
+	portd_disconnect(p);
+	daemon_stop(&d);
+
+	read_sysctl(sysctl, after, sizeof(after));
+	assert_string_equal(after, before);
+
+	/* Without --range, --reserve is refused. */
+	pid_t pid = fork();
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_WRONLY);
+		dup2(devnull, 2);
+		execl(getenv("PORTD_BIN"), "portd", "--reserve", (char *)NULL);
+		_exit(127);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+}
+
 /* The README's C example runs as written. */
 static void t_readme_example(void **state)
 {
@@ -1047,6 +1158,7 @@ int main(void)
 		cmocka_unit_test_teardown(t_consecutive_and_exclude, daemons_teardown),
 		cmocka_unit_test_teardown(t_udp_and_both, daemons_teardown),
 		cmocka_unit_test_teardown(t_tied_to_pid, daemons_teardown),
+		cmocka_unit_test_teardown(t_reserve, daemons_teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
