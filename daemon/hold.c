@@ -20,9 +20,6 @@ static int hold_socket(uint8_t transport, uint16_t port, int family)
 	if (family == AF_INET6 &&
 	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)) < 0)
 		goto fail;
-	if (transport == PORTD_TCP &&
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
-		goto fail;
 	if (family == AF_INET6) {
 		struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_port = htons(port),
 					  .sin6_addr = IN6ADDR_ANY_INIT };
@@ -33,6 +30,18 @@ static int hold_socket(uint8_t transport, uint16_t port, int family)
 		r = bind(fd, (struct sockaddr *)&a, sizeof(a));
 	}
 	if (r < 0)
+		goto fail;
+	/*
+	 * SO_REUSEADDR only after bind(): bound without it, the bind conflicts
+	 * with every socket already on the port, including another process's
+	 * SO_REUSEADDR socket that is not listening yet and TIME_WAIT leftovers,
+	 * so portd never shares a port. Set afterwards, it lets the client's own
+	 * server (which sets it too) bind and listen on a number-leased port; the
+	 * kernel reads the flag at each later bind. Autobinds of other processes
+	 * still never land here: their conflict check does not relax for it.
+	 */
+	if (transport == PORTD_TCP &&
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
 		goto fail;
 	return fd;
 fail:

@@ -1,11 +1,12 @@
 /*
  * Creating the bound sockets portd holds (DESIGN.md, kernel facts).
  *
- * TCP: AF_INET6 bound to [::] with IPV6_V6ONLY=0 and SO_REUSEADDR, never
- * listening. Only a dual-stack hold keeps every address family's bind(0)
- * and connect() off the port, and SO_REUSEADDR lets the client's own server
- * (which almost always sets it) bind and listen on a number-leased port.
- * Never SO_REUSEPORT: that would let other processes share the port.
+ * TCP: AF_INET6 bound to [::] with IPV6_V6ONLY=0, never listening, with
+ * SO_REUSEADDR set after the bind (hold.c says why). Only a dual-stack hold
+ * keeps every address family's bind(0) and connect() off the port, and
+ * SO_REUSEADDR lets the client's own server (which almost always sets it)
+ * bind and listen on a number-leased port. Never SO_REUSEPORT: that would
+ * let other processes share the port.
  *
  * UDP: the same dual-stack bind, but without SO_REUSEADDR: with it on both
  * sides the kernel shares the port and datagrams may reach the daemon's copy.

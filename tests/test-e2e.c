@@ -618,16 +618,22 @@ static void t_range_and_quarantine(void **state)
 		skip(); /* needs a quiet port range */
 	/* Below the ephemeral range (32768-60999 in a new namespace): earlier tests' TIME_WAIT
 	 * sockets sit on ephemeral ports, and one from a client without SO_REUSEADDR blocks a bind. */
-	/* Someone else listens on 20001: portd must skip it. */
+	/*
+	 * Someone else listens on 20001, and another process has 20002 bound with
+	 * SO_REUSEADDR but not listening yet (a server starting up): portd must
+	 * skip both. Its own explicit bind with SO_REUSEADDR set would share 20002.
+	 */
+	int starting = -1;
 	assert_int_equal(try_bind_tcp(20001, true, &busy), 0);
 	assert_int_equal(listen(busy, 4), 0);
-	daemon_start(&d, "--range", "20000-20003", "--quarantine", "60", NULL);
+	assert_int_equal(try_bind_tcp(20002, true, &starting), 0);
+	daemon_start(&d, "--range", "20000-20004", "--quarantine", "60", NULL);
 	struct portd *p = connect_ok(&d);
 	uint16_t got[3];
 	for (int i = 0; i < 3; i++) {
 		ls[i] = lease_ok(p, 0, 60);
 		got[i] = ls[i].ports[0];
-		assert_true(got[i] >= 20000 && got[i] <= 20003 && got[i] != 20001);
+		assert_true(got[i] >= 20000 && got[i] <= 20004 && got[i] != 20001 && got[i] != 20002);
 	}
 	assert_true(got[0] != got[1] && got[1] != got[2] && got[0] != got[2]);
 	o.flags = 0;
@@ -656,6 +662,7 @@ static void t_range_and_quarantine(void **state)
 	portd_disconnect(p);
 	daemon_stop(&d);
 	close(busy);
+	close(starting);
 }
 
 /* portctl's errors say what to do, with documented exit codes. */
