@@ -792,3 +792,11 @@ size_t lease_table_index_bytes(const struct lease_table *t)
 	return sizeof(*t) + t->ids_cap * sizeof(*t->ids) + t->pidx_cap * sizeof(*t->pidx) +
 	       t->heap_cap * sizeof(*t->heap) + t->uids_cap * sizeof(*t->uids);
 }
+
+uint64_t lease_table_next_id(const struct lease_table *t) { return t->next_id; }
+
+void lease_table_raise_next_id(struct lease_table *t, uint64_t next)
+{
+	if (next > t->next_id && next != UINT64_MAX)
+		t->next_id = next;
+}

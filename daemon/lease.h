@@ -114,6 +114,10 @@ enum lease_result lease_table_add(struct lease_table *t, struct lease *l, uint32
  */
 enum lease_result lease_table_restore(struct lease_table *t, struct lease *l, uint64_t remaining_ms);
 
+/* The id the next lease_table_add() assigns; raise it (never lower) so no id is reused after a restart. */
+uint64_t lease_table_next_id(const struct lease_table *t);
+void lease_table_raise_next_id(struct lease_table *t, uint64_t next);
+
 struct lease *lease_table_find(const struct lease_table *t, uint64_t id);
 /* transport 0 matches either (TCP first); PORTD_BOTH is not valid here (NULL). */
 struct lease *lease_table_find_port(const struct lease_table *t, uint16_t port, uint8_t transport);

@@ -3,6 +3,7 @@
  * clients over a Unix socket. Options, limits and the event loop.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
 #include <limits.h>
@@ -16,10 +17,12 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <systemd/sd-daemon.h>
 
 #include "config.h"
 #include "hold.h"
 #include "log.h"
+#include "notify.h"
 #include "reserve.h"
 #include "server.h"
 #include "service.h"
@@ -27,6 +30,7 @@
 
 struct options {
 	char socket[108];
+	char state[4096];
 	mode_t socket_mode;
 	gid_t socket_gid;
 	struct service_config svc;
@@ -58,6 +62,9 @@ static void usage(FILE *f)
 		"      --max-leases N          live leases in all (default 16384)\n"
 		"      --max-leases-per-uid N  live leases of one user (default 4096)\n"
 		"      --max-connections N     open client connections (default 1024)\n"
+		"      --state-file PATH       where leases are saved on exit and restored from at start\n"
+		"                              (default: $RUNTIME_DIRECTORY/portd.state under systemd,\n"
+		"                              else the socket path with .state appended)\n"
 		"      --ready-fd FD           write \"READY=1\\n\" to FD and close it once serving\n"
 		"  -v, --verbose               log every lease event\n"
 		"  -h, --help                  show this help\n"
@@ -107,7 +114,7 @@ static int bad(const char *opt, const char *val, const char *want)
 
 static int parse_options(int argc, char **argv, struct options *o)
 {
-	enum { O_MODE = 256, O_GROUP, O_QUAR, O_DTTL, O_MTTL, O_MAXL, O_MAXU, O_MAXC, O_READY, O_RESERVE };
+	enum { O_MODE = 256, O_GROUP, O_QUAR, O_DTTL, O_MTTL, O_MAXL, O_MAXU, O_MAXC, O_READY, O_RESERVE, O_STATE };
 	static const struct option longopts[] = {
 		{ "socket", required_argument, NULL, 's' },
 		{ "socket-mode", required_argument, NULL, O_MODE },
@@ -121,6 +128,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "max-leases-per-uid", required_argument, NULL, O_MAXU },
 		{ "max-connections", required_argument, NULL, O_MAXC },
 		{ "ready-fd", required_argument, NULL, O_READY },
+		{ "state-file", required_argument, NULL, O_STATE },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -183,6 +191,11 @@ static int parse_options(int argc, char **argv, struct options *o)
 			if (parse_u32(optarg, 1, 1000000, &o->max_conns, 10) < 0)
 				return bad("--max-connections", optarg, "a number from 1 to 1000000");
 			break;
+		case O_STATE:
+			if (!*optarg || strlen(optarg) >= sizeof(o->state))
+				return bad("--state-file", optarg, "a path");
+			strcpy(o->state, optarg);
+			break;
 		case O_READY:
 			if (parse_u32(optarg, 0, INT_MAX, &v, 10) < 0)
 				return bad("--ready-fd", optarg, "a file descriptor number");
@@ -221,7 +234,69 @@ static int parse_options(int argc, char **argv, struct options *o)
 		fprintf(stderr, "portd: the default socket path is too long: use --socket\n");
 		return -1;
 	}
+	if (!o->state[0]) {
+		const char *rt = getenv("RUNTIME_DIRECTORY"); /* set by systemd's RuntimeDirectory= */
+		int n;
+
+		if (rt && *rt)
+			n = snprintf(o->state, sizeof(o->state), "%.*s/portd.state",
+				     (int)strcspn(rt, ":"), rt);
+		else
+			n = snprintf(o->state, sizeof(o->state), "%s.state", o->socket);
+		if (n < 0 || (size_t)n >= sizeof(o->state)) {
+			fprintf(stderr, "portd: the default state file path is too long: use --state-file\n");
+			return -1;
+		}
+	}
 	return 0;
+}
+
+/*
+ * Sockets passed by systemd: the control socket (named "control", or else the
+ * first listening SOCK_SEQPACKET socket) and the lease sockets kept in the FD
+ * store over a restart (named "lease"). Anything else is closed.
+ */
+struct activation {
+	int control;
+	int *stored;
+	size_t nstored;
+};
+
+static int take_activation(struct activation *a)
+{
+	char **names = NULL;
+	int n = sd_listen_fds_with_names(1, &names);
+
+	a->control = -1;
+	a->stored = NULL;
+	a->nstored = 0;
+	if (n <= 0)
+		return n;
+	a->stored = calloc((size_t)n, sizeof(int));
+	if (!a->stored)
+		return -ENOMEM;
+	for (int i = 0; i < n; i++) {
+		int fd = SD_LISTEN_FDS_START + i;
+		const char *name = names && names[i] ? names[i] : "";
+
+		if (strcmp(name, NOTIFY_LEASE_FDNAME) == 0) {
+			a->stored[a->nstored++] = fd;
+		} else if (a->control < 0 && (strcmp(name, "control") == 0 ||
+					      sd_is_socket_unix(fd, SOCK_SEQPACKET, 1, NULL, 0) > 0)) {
+			a->control = fd;
+		} else {
+			log_warn("closing unexpected fd %d (%s) passed by the service manager", fd, name);
+			close(fd);
+		}
+		free(names ? names[i] : NULL);
+	}
+	free(names);
+	/* Passed fds come without CLOEXEC; portd execs nothing, but keep them private anyway. */
+	if (a->control >= 0)
+		fcntl(a->control, F_SETFD, FD_CLOEXEC);
+	for (size_t i = 0; i < a->nstored; i++)
+		fcntl(a->stored[i], F_SETFD, FD_CLOEXEC);
+	return n;
 }
 
 /* Every lease holds a socket and every connection one fd: ask for the hard limit. */
@@ -275,105 +350,235 @@ static int setup_reservation(struct options *o, struct reservation *res, bool *a
 	return 0;
 }
 
+struct status_ctx {
+	struct service *svc;
+	struct notify *notify;
+};
+
+static void on_status_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct status_ctx *sc = arg;
+	char line[256];
+
+	service_summary(sc->svc, line, sizeof(line));
+	notify_status(sc->notify, line);
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	log_info("signal %d: shutting down", (int)sig);
 	event_base_loopbreak(arg);
 }
 
-int main(int argc, char **argv)
+/* Everything the running daemon owns. */
+struct daemon {
+	struct options o;
+	struct event_base *base;
+	struct event *sigterm, *sigint, *status_timer;
+	struct service *svc;
+	struct server *srv;
+	struct notify *notify;
+	struct status_ctx status;
+	struct activation act;
+	struct reservation res;
+	bool reserved;     /* we added the range to the sysctl: remove it at exit */
+	bool activated;    /* the control socket came from systemd: leave its file alone */
+};
+
+/* The control socket: from systemd, or made here. Returns the fd or -1 (logged). */
+static int open_control(struct daemon *d)
 {
-	struct options o = {
-		.socket_mode = 0600,
-		.socket_gid = (gid_t)-1,
-		.svc = {
-			.limits = { .max_leases = 16384, .max_per_uid = 4096,
-				    .default_ttl_s = 300, .max_ttl_s = 86400 },
-			.ports = { .lo = 0, .hi = 0, .quarantine_ms = 60000 },
-		},
-		.max_conns = 1024,
-		.ready_fd = -1,
-	};
-	const struct clock clk = { clock_monotonic_ms, NULL };
-	const struct ports_binder binder = { hold_bind, hold_close, NULL };
-	struct event_base *base = NULL;
-	struct event *sigterm = NULL, *sigint = NULL;
-	struct service *svc = NULL;
-	struct server *srv = NULL;
-	static struct reservation res;
-	bool reserved = false;
-	int fd, rc = 1;
+	struct options *o = &d->o;
+	int fd;
 
-	if (parse_options(argc, argv, &o) < 0)
-		return 2;
-	signal(SIGPIPE, SIG_IGN);
-	raise_nofile(&o);
-	if (setup_reservation(&o, &res, &reserved) < 0)
-		return 1;
-
-	if (strcmp(o.socket, PORTD_SYSTEM_SOCKET) == 0 && mkdir("/run/portd", 0755) < 0 &&
+	if (d->act.control >= 0) {
+		d->activated = true;
+		fd = d->act.control;
+		d->act.control = -1;
+		return fd;
+	}
+	if (strcmp(o->socket, PORTD_SYSTEM_SOCKET) == 0 && mkdir("/run/portd", 0755) < 0 &&
 	    errno != EEXIST)
 		log_warn("cannot create /run/portd: %s", strerror(errno));
-	fd = server_listen(o.socket, o.socket_mode, o.socket_gid);
-	if (fd < 0) {
-		if (fd == -EADDRINUSE)
-			log_err("another portd is already serving %s", o.socket);
-		else if (fd == -EEXIST)
-			log_err("%s exists and is not a socket: remove it or use --socket", o.socket);
-		else
-			log_err("cannot listen on %s: %s%s", o.socket, strerror(-fd),
-				fd == -EACCES || fd == -ENOENT ?
-				" (use --socket PATH or set PORTD_SOCKET to a writable place)" : "");
-		goto out;
-	}
+	fd = server_listen(o->socket, o->socket_mode, o->socket_gid);
+	if (fd >= 0)
+		return fd;
+	if (fd == -EADDRINUSE)
+		log_err("another portd is already serving %s", o->socket);
+	else if (fd == -EEXIST)
+		log_err("%s exists and is not a socket: remove it or use --socket", o->socket);
+	else
+		log_err("cannot listen on %s: %s%s", o->socket, strerror(-fd),
+			fd == -EACCES || fd == -ENOENT ?
+			" (use --socket PATH or set PORTD_SOCKET to a writable place)" : "");
+	return -1;
+}
 
-	base = event_base_new();
-	if (!base) {
-		close(fd);
-		log_err("cannot create the event loop");
-		goto out;
+/* Leases saved by the previous run, with the sockets systemd kept for them. */
+static void restore_leases(struct daemon *d)
+{
+	int r = service_restore(d->svc, d->o.state, d->act.stored, d->act.nstored);
+
+	if (r < 0 && r != -ENOENT)
+		log_warn("cannot restore leases from %s: %s", d->o.state, strerror(-r));
+	if (r >= 0 && unlink(d->o.state) < 0)
+		log_warn("cannot remove %s: %s (it would restore old leases after a crash)", d->o.state,
+			 strerror(errno));
+	/* portd holds those sockets now; copies left in the store would keep released ports bound. */
+	if (d->act.nstored)
+		notify_fdstore_clear(d->notify);
+	free(d->act.stored);
+	d->act.stored = NULL;
+	d->act.nstored = 0;
+}
+
+static int daemon_start(struct daemon *d)
+{
+	const struct clock clk = { clock_monotonic_ms, NULL };
+	const struct ports_binder binder = { hold_bind, hold_close, NULL };
+	struct timeval second = { 1, 0 };
+	char line[256];
+	int fd;
+
+	if (take_activation(&d->act) < 0) {
+		log_err("cannot take the sockets passed by the service manager");
+		return -1;
 	}
-	svc = service_new(base, &o.svc, &clk, &binder);
-	srv = svc ? server_new(base, svc, fd, o.socket, o.max_conns) : NULL;
-	sigterm = evsignal_new(base, SIGTERM, on_signal, base);
-	sigint = evsignal_new(base, SIGINT, on_signal, base);
-	if (!svc || !srv || !sigterm || !sigint || evsignal_add(sigterm, NULL) < 0 ||
-	    evsignal_add(sigint, NULL) < 0) {
-		if (!srv) {
+	if (setup_reservation(&d->o, &d->res, &d->reserved) < 0)
+		return -1;
+	fd = open_control(d);
+	if (fd < 0)
+		return -1;
+	d->base = event_base_new();
+	d->svc = d->base ? service_new(d->base, &d->o.svc, &clk, &binder) : NULL;
+	d->srv = d->svc ? server_new(d->base, d->svc, fd, d->activated ? NULL : d->o.socket,
+				     d->o.max_conns) : NULL;
+	if (!d->srv) {
+		if (d->svc) /* server_new() closed fd */
+			fd = -1;
+		if (fd >= 0) {
 			close(fd);
-			unlink(o.socket);
+			if (!d->activated)
+				unlink(d->o.socket);
 		}
 		log_err("out of memory while starting");
-		goto out;
+		return -1;
+	}
+	d->notify = notify_new(d->base);
+	d->sigterm = evsignal_new(d->base, SIGTERM, on_signal, d->base);
+	d->sigint = evsignal_new(d->base, SIGINT, on_signal, d->base);
+	if (!d->notify || !d->sigterm || !d->sigint || evsignal_add(d->sigterm, NULL) < 0 ||
+	    evsignal_add(d->sigint, NULL) < 0) {
+		log_err("out of memory while starting");
+		return -1;
+	}
+	restore_leases(d);
+	if (notify_enabled(d->notify)) {
+		d->status = (struct status_ctx){ d->svc, d->notify };
+		d->status_timer = event_new(d->base, -1, EV_PERSIST, on_status_timer, &d->status);
+		if (!d->status_timer || event_add(d->status_timer, &second) < 0)
+			return -1;
 	}
 
-	if (o.svc.ports.lo)
-		log_info("portd %s serving %s; ports %u-%u chosen by portd%s", PORTD_VERSION, o.socket,
-			 o.svc.ports.lo, o.svc.ports.hi, o.svc.reserved ? " (reserved)" : "");
+	if (d->o.svc.ports.lo)
+		log_info("portd %s serving %s; ports %u-%u chosen by portd%s", PORTD_VERSION,
+			 d->activated ? "the socket passed by systemd" : d->o.socket, d->o.svc.ports.lo,
+			 d->o.svc.ports.hi, d->o.svc.reserved ? " (reserved)" : "");
 	else
-		log_info("portd %s serving %s; ports chosen by the kernel", PORTD_VERSION, o.socket);
-	if (o.ready_fd >= 0) {
+		log_info("portd %s serving %s; ports chosen by the kernel", PORTD_VERSION,
+			 d->activated ? "the socket passed by systemd" : d->o.socket);
+	service_summary(d->svc, line, sizeof(line));
+	notify_ready(d->notify, line);
+	if (d->o.ready_fd >= 0) {
 		static const char ready[] = "READY=1\n";
-		if (write(o.ready_fd, ready, sizeof(ready) - 1) < 0)
-			log_warn("--ready-fd %d: %s", o.ready_fd, strerror(errno));
-		close(o.ready_fd);
+		if (write(d->o.ready_fd, ready, sizeof(ready) - 1) < 0)
+			log_warn("--ready-fd %d: %s", d->o.ready_fd, strerror(errno));
+		close(d->o.ready_fd);
 	}
+	return 0;
+}
 
-	rc = event_base_dispatch(base) < 0 ? 1 : 0;
-out:
-	server_free(srv);
-	service_free(svc);
-	if (sigterm)
-		event_free(sigterm);
-	if (sigint)
-		event_free(sigint);
-	if (base)
-		event_base_free(base);
-	if (reserved) {
-		int err = reserve_remove(RESERVE_SYSCTL, &res);
+/*
+ * Keep the leases for the next run: under systemd the held sockets go to the
+ * FD store first (the ports stay bound while no portd runs); either way the
+ * table goes to the state file.
+ */
+static void daemon_save(struct daemon *d)
+{
+	int *fds = NULL;
+	size_t n = 0;
+	int r;
+
+	if (!d->svc || !service_lease_count(d->svc))
+		return;
+	notify_stopping(d->notify);
+	if (notify_enabled(d->notify) && service_held_fds(d->svc, &fds, &n) == 0 && n) {
+		r = notify_fdstore(d->notify, fds, n);
+		if (r < 0)
+			log_warn("could not pass %zu sockets to the FD store: %s; leases will be bound "
+				 "again at restart where possible", n, strerror(-r));
+	}
+	free(fds);
+	r = service_save(d->svc, d->o.state);
+	if (r < 0)
+		log_err("cannot save leases to %s: %s: they end now", d->o.state, strerror(-r));
+	else
+		log_info("saved %zu lease(s) to %s", service_lease_count(d->svc), d->o.state);
+}
+
+static void daemon_free(struct daemon *d)
+{
+	server_free(d->srv);
+	service_free(d->svc);
+	notify_free(d->notify);
+	if (d->status_timer)
+		event_free(d->status_timer);
+	if (d->sigterm)
+		event_free(d->sigterm);
+	if (d->sigint)
+		event_free(d->sigint);
+	if (d->base)
+		event_base_free(d->base);
+	for (size_t i = 0; i < d->act.nstored; i++)
+		close(d->act.stored[i]);
+	free(d->act.stored);
+	if (d->act.control >= 0)
+		close(d->act.control);
+	if (d->reserved) {
+		int err = reserve_remove(RESERVE_SYSCTL, &d->res);
 		if (err < 0)
-			log_warn("could not remove ports %u-%u from %s: %s", res.lo, res.hi,
+			log_warn("could not remove ports %u-%u from %s: %s", d->res.lo, d->res.hi,
 				 RESERVE_SYSCTL, strerror(-err));
 	}
+}
+
+int main(int argc, char **argv)
+{
+	static struct daemon d = {
+		.o = {
+			.socket_mode = 0600,
+			.socket_gid = (gid_t)-1,
+			.svc = {
+				.limits = { .max_leases = 16384, .max_per_uid = 4096,
+					    .default_ttl_s = 300, .max_ttl_s = 86400 },
+				.ports = { .lo = 0, .hi = 0, .quarantine_ms = 60000 },
+			},
+			.max_conns = 1024,
+			.ready_fd = -1,
+		},
+		.act = { .control = -1 },
+	};
+	int rc = 1;
+
+	if (parse_options(argc, argv, &d.o) < 0)
+		return 2;
+	log_init();
+	signal(SIGPIPE, SIG_IGN);
+	raise_nofile(&d.o);
+	if (daemon_start(&d) == 0) {
+		rc = event_base_dispatch(d.base) < 0 ? 1 : 0;
+		daemon_save(&d);
+	}
+	daemon_free(&d);
 	return rc;
 }

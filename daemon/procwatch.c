@@ -4,7 +4,9 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/pidfd.h>
 #include <unistd.h>
 
@@ -15,6 +17,7 @@
 struct proc {
 	pid_t pid;
 	int pidfd;
+	uint64_t start;       /* start time, to tell a reused pid from this process */
 	bool dying;           /* exit handling is running: detach must not free */
 	struct event *ev;
 	struct lease *leases; /* linked through lease->tie_prev/tie_next */
@@ -177,7 +180,8 @@ int procwatch_get(struct procwatch *pw, pid_t pid, int pidfd, struct proc **out)
 		free(p);
 		return r;
 	}
-	/* pidfd_open() gives a close-on-exec fd already. */
+	/* pidfd_open() gives a close-on-exec fd already. Read /proc only once the pidfd pins the process. */
+	p->start = procwatch_start_time(pid);
 	if (pidfd_exited(p->pidfd)) {
 		proc_free(p);
 		return -ESRCH;
@@ -216,12 +220,43 @@ void proc_detach(struct procwatch *pw, struct lease *l)
 		l->tie_next->tie_prev = l->tie_prev;
 	l->watch = NULL;
 	l->tie_prev = l->tie_next = NULL;
-	if (!p->leases && !p->dying) {
+	procwatch_put(pw, p);
+}
+
+struct lease *proc_first_lease(const struct proc *p) { return p->leases; }
+uint64_t proc_start(const struct proc *p) { return p->start; }
+
+void procwatch_put(struct procwatch *pw, struct proc *p)
+{
+	if (p && !p->leases && !p->dying) {
 		pw_remove(pw, p);
 		proc_free(p);
 	}
 }
 
-struct lease *proc_first_lease(const struct proc *p) { return p->leases; }
+uint64_t procwatch_start_time(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long start = 0;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* The command name may hold spaces and parentheses: the fields follow the last ')'. */
+	p = strrchr(buf, ')');
+	if (!p || !p[1])
+		return 0;
+	/* From field 3 (state) on, starttime is field 22: skip 19 fields. */
+	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+		   &start) != 1)
+		return 0;
+	return start;
+}
 pid_t proc_pid(const struct proc *p) { return p->pid; }
 size_t procwatch_count(const struct procwatch *pw) { return pw->count; }

@@ -14,6 +14,7 @@
 #define PORTD_PROCWATCH_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct event_base;
@@ -42,6 +43,13 @@ void proc_detach(struct procwatch *pw, struct lease *l);
 /* The first lease tied to p, or NULL. */
 struct lease *proc_first_lease(const struct proc *p);
 pid_t proc_pid(const struct proc *p);
+/* The process's start time (procwatch_start_time() when the watch was made). */
+uint64_t proc_start(const struct proc *p);
+/* Free p if no lease is tied to it (a watch made but not used). */
+void procwatch_put(struct procwatch *pw, struct proc *p);
+
+/* Start time of pid in clock ticks since boot (/proc/PID/stat, field 22), 0 if unknown. */
+uint64_t procwatch_start_time(pid_t pid);
 
 size_t procwatch_count(const struct procwatch *pw);
 

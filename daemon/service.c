@@ -16,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/pidfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -25,6 +27,7 @@
 #include "config.h"
 #include "log.h"
 #include "procwatch.h"
+#include "state.h"
 
 /* Leases expired per timer callback; the rest wait for the next turn of the loop. */
 #define EXPIRE_BATCH 512
@@ -71,8 +74,9 @@ static void lease_unbind(struct service *s, struct lease *l, bool delivered)
 static void lease_teardown(struct service *s, struct lease *l, enum end_reason why)
 {
 	proc_detach(s->procs, l);
-	log_debug("lease %" PRIu64 " ended (%s): port %u, uid %u", l->id, end_reasons[why],
-		  l->nports ? l->ports[0].port : 0, l->uid);
+	log_lease_debug("end", l->id, l->nports ? l->ports[0].port : 0, l->uid,
+			"lease %" PRIu64 " ended (%s): port %u, uid %u", l->id, end_reasons[why],
+			l->nports ? l->ports[0].port : 0, l->uid);
 	lease_unbind(s, l, why != END_ABORT);
 	lease_free(l);
 }
@@ -479,10 +483,11 @@ static void op_lease(struct service *s, const struct caller *c, const struct pro
 		}
 	}
 	r->new_lease = l->id;
-	log_debug("lease %" PRIu64 " granted: %u %s port(s) from %u, ttl %u s, uid %u pid %d%s%s",
-		  l->id, m.count, proto_transport_name(m.transport), rep.ports[0], l->ttl_s, c->uid,
-		  (int)c->pid, (l->flags & PORTD_LEASE_F_FD) ? ", fd" : ", number",
-		  l->tied_pid ? ", tied" : "");
+	log_lease_debug("grant", l->id, rep.ports[0], c->uid,
+			"lease %" PRIu64 " granted: %u %s port(s) from %u, ttl %u s, uid %u pid %d%s%s",
+			l->id, m.count, proto_transport_name(m.transport), rep.ports[0], l->ttl_s, c->uid,
+			(int)c->pid, (l->flags & PORTD_LEASE_F_FD) ? ", fd" : ", number",
+			l->tied_pid ? ", tied" : "");
 	service_rearm(s);
 }
 
@@ -527,7 +532,8 @@ static void op_renew(struct service *s, const struct caller *c, const struct pro
 	rep.ttl = l->ttl_s;
 	n = proto_encode_renew_rep(r->buf, sizeof(r->buf), h->id, &rep);
 	r->len = n > 0 ? (size_t)n : 0;
-	log_debug("lease %" PRIu64 " renewed: ttl %u s", l->id, l->ttl_s);
+	log_lease_debug("renew", l->id, l->ports[0].port, l->uid, "lease %" PRIu64 " renewed: ttl %u s",
+			l->id, l->ttl_s);
 	service_rearm(s);
 }
 
@@ -684,4 +690,188 @@ void service_abort_lease(struct service *s, uint64_t id)
 		lease_end(s, l, END_ABORT);
 		service_rearm(s);
 	}
+}
+
+/* ---- restart ---- */
+
+int service_held_fds(const struct service *s, int **fds, size_t *n)
+{
+	size_t cap = ports_held(s->ports), k = 0;
+	int *v = malloc((cap ? cap : 1) * sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	for (struct lease *l = lease_table_first_after(s->leases, 0); l; l = lease_next(l))
+		for (uint16_t i = 0; i < l->nports; i++)
+			if (l->ports[i].fd >= 0 && k < cap)
+				v[k++] = l->ports[i].fd;
+	*fds = v;
+	*n = k;
+	return 0;
+}
+
+static uint64_t tied_start(const struct lease *l, void *ctx)
+{
+	return l->watch ? proc_start(l->watch) : 0;
+}
+
+int service_save(const struct service *s, const char *path)
+{
+	return state_save(path, s->leases, tied_start, NULL);
+}
+
+struct restore {
+	struct service *s;
+	int *stored;
+	size_t nstored;
+	int restored, dropped;
+};
+
+/* The stored fd that is a socket of transport bound to port, taken out of the list; -1 if none. */
+static int take_stored(struct restore *rs, uint8_t transport, uint16_t port)
+{
+	for (size_t i = 0; i < rs->nstored; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int type = 0, fd = rs->stored[i];
+		socklen_t tl = sizeof(type);
+		uint16_t p;
+
+		if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 ||
+		    getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0)
+			continue;
+		if (ss.ss_family == AF_INET6)
+			p = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+		else if (ss.ss_family == AF_INET)
+			p = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		else
+			continue;
+		if (p == port && type == (transport == PORTD_UDP ? SOCK_DGRAM : SOCK_STREAM)) {
+			rs->stored[i] = -1;
+			return fd;
+		}
+	}
+	return -1;
+}
+
+static void restore_one(const struct saved_lease *sl, void *ctx)
+{
+	struct restore *rs = ctx;
+	struct service *s = rs->s;
+	uint64_t now = clock_now(&s->clk);
+	struct lease *l;
+	const char *why = NULL;
+
+	if (sl->deadline <= now) {
+		why = "expired while portd was down";
+		goto drop_saved;
+	}
+	l = lease_alloc(sl->nports);
+	if (!l) {
+		why = "out of memory";
+		goto drop_saved;
+	}
+	l->id = sl->id;
+	l->uid = sl->uid;
+	l->pid = sl->pid;
+	l->flags = sl->flags;
+	l->transport = sl->transport;
+	l->ttl_s = sl->ttl_s;
+	for (uint16_t i = 0; i < sl->nports; i++) {
+		const struct saved_port *sp = &sl->ports[i];
+		int fd = take_stored(rs, sp->transport, sp->port), r;
+		uint16_t got;
+
+		/* No stored socket (no systemd, or the FD store was emptied): bind the port again. */
+		if (fd < 0 && sp->held) {
+			r = s->binder.bind(s->binder.ctx, sp->transport, sp->port, &fd, &got);
+			if (r == -EADDRINUSE && (sl->flags & PORTD_LEASE_F_FD)) {
+				/* The client's copy of the socket is still bound: it holds the port. */
+				fd = -1;
+			} else if (r < 0) {
+				log_warn("lease %" PRIu64 ": %s port %u could not be bound again: %s",
+					 sl->id, proto_transport_name(sp->transport), sp->port,
+					 r == -EADDRINUSE ? "another process took it while portd was down"
+							  : strerror(-r));
+				why = "a port was taken";
+				goto drop;
+			}
+		}
+		if (fd >= 0 && !sp->held) {
+			s->binder.close(s->binder.ctx, fd); /* handed over before: the client owns the port */
+			fd = -1;
+		}
+		l->ports[i] = (struct lease_port){ .port = sp->port, .transport = sp->transport, .fd = fd };
+		r = ports_mark_held(s->ports, sp->transport, sp->port);
+		if (r < 0) {
+			why = "a port is held twice in the state file";
+			l->ports[i].port = 0; /* not ours to give back */
+			goto drop;
+		}
+	}
+	if (lease_table_restore(s->leases, l, sl->deadline - now) != LEASE_OK) {
+		why = "its id or ports clash with another saved lease, or a limit was lowered";
+		goto drop;
+	}
+	if (sl->tied_pid) {
+		struct proc *p;
+
+		if (procwatch_get(s->procs, sl->tied_pid, -1, &p) < 0) {
+			lease_table_remove(s->leases, l);
+			why = "its process exited while portd was down";
+			goto drop;
+		}
+		if (proc_start(p) != sl->tied_start) {
+			procwatch_put(s->procs, p);
+			lease_table_remove(s->leases, l);
+			why = "its process exited while portd was down (pid reused)";
+			goto drop;
+		}
+		proc_attach(p, l);
+	}
+	rs->restored++;
+	log_lease_debug("restore", l->id, l->ports[0].port, l->uid,
+			"lease %" PRIu64 " restored: port %u, uid %u, %" PRIu64 " ms left", l->id,
+			l->ports[0].port, l->uid, sl->deadline - now);
+	return;
+drop:
+	lease_unbind(s, l, true);
+	lease_free(l);
+drop_saved:
+	rs->dropped++;
+	log_info("lease %" PRIu64 " of uid %u not restored: %s", sl->id, sl->uid, why);
+}
+
+int service_restore(struct service *s, const char *path, int *stored, size_t nstored)
+{
+	struct restore rs = { .s = s, .stored = stored, .nstored = nstored };
+	unsigned bad = 0, extra = 0;
+	uint64_t next_id = 0;
+	int r = state_load(path, restore_one, &rs, &next_id, &bad);
+
+	for (size_t i = 0; i < nstored; i++)
+		if (stored[i] >= 0) {
+			s->binder.close(s->binder.ctx, stored[i]);
+			stored[i] = -1;
+			extra++;
+		}
+	if (extra)
+		log_warn("closed %u stored socket(s) that no saved lease claimed", extra);
+	if (bad)
+		log_warn("%s: %u malformed line(s) skipped", path, bad);
+	if (r < 0)
+		return r;
+	lease_table_raise_next_id(s->leases, next_id);
+	if (rs.restored || rs.dropped)
+		log_info("restored %d lease(s) from %s, dropped %d", rs.restored, path, rs.dropped);
+	service_rearm(s);
+	return rs.restored;
+}
+
+void service_summary(struct service *s, char *buf, size_t len)
+{
+	ports_expire(s->ports);
+	snprintf(buf, len, "%zu leases, %zu ports held, %zu quarantined, %u connections",
+		 lease_table_count(s->leases), ports_held(s->ports), ports_quarantined(s->ports),
+		 s->connections);
 }

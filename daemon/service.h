@@ -70,6 +70,22 @@ void service_abort_lease(struct service *s, uint64_t id);
 /* Expire every lease whose deadline has passed; the timer calls this too. */
 void service_expire(struct service *s);
 
+/*
+ * Restarting without losing leases. service_held_fds() lists every socket the
+ * daemon holds (for the FD store; malloc'ed, free() it). service_save() writes
+ * the lease table to a state file. service_restore() reads it back: each port
+ * takes the stored fd of the same (transport, port) from stored[] or, without
+ * one, is bound again; a lease that cannot get all its ports back, has
+ * expired, or whose tied process is gone is dropped and logged. Every fd of
+ * stored[] is consumed (used or closed). Returns the leases restored, or -errno.
+ */
+int service_held_fds(const struct service *s, int **fds, size_t *n);
+int service_save(const struct service *s, const char *path);
+int service_restore(struct service *s, const char *path, int *stored, size_t nstored);
+
+/* One line for STATUS=: leases, ports held, quarantined, connections. */
+void service_summary(struct service *s, char *buf, size_t len);
+
 /* Bookkeeping the connection layer reports, for status. */
 void service_conn_count(struct service *s, int delta);
 

@@ -99,6 +99,15 @@ static bool wait_count(struct portd *p, int n, int timeout_ms)
 	}
 }
 
+/* Wait (bounded) until d no longer lists lease id, on a connection of its own. */
+static bool wait_gone_after(const struct daemon_proc *d, uint64_t id)
+{
+	struct portd *p = connect_ok(d);
+	bool gone = wait_gone(p, id, 10000);
+	portd_disconnect(p);
+	return gone;
+}
+
 static bool wait_fds(pid_t pid, int want, int timeout_ms)
 {
 	for (uint64_t end = now_ms() + (uint64_t)timeout_ms; now_ms() < end;) {
@@ -1128,6 +1137,64 @@ static void t_reserve(void **state)
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 2);
 }
 
+/*
+ * Without systemd, leases survive a restart through the state file: the same
+ * ids, owners, kinds and ports, a remaining TTL that only went down, tied
+ * leases still tied, and the ports bound again by the new daemon.
+ */
+static void t_restart_state(void **state)
+{
+	struct daemon_proc d = { 0 };
+	struct portd_lease_info *before = NULL, *after = NULL;
+	struct portd_lease ls[4];
+	char path[200];
+	struct stat st;
+	int n, m;
+
+	daemon_start(&d, "--quarantine", "0", NULL);
+	struct portd *p = connect_ok(&d);
+	ls[0] = lease_ok(p, 0, 600);                                  /* number */
+	ls[1] = lease_ok(p, PORTD_FLAG_FD | PORTD_FLAG_TIE, 600);     /* fd, tied to us */
+	ls[2] = lease_ok(p, PORTD_FLAG_FD, 300);                      /* fd, plain TTL */
+	ls[3] = lease_ok(p, 0, 1);                                    /* expires while down */
+	assert_int_equal(listen(ls[1].fds[0], 16), 0);
+	n = portd_list(p, &before, T);
+	assert_int_equal(n, 4);
+	portd_disconnect(p);
+	assert_true(wait_gone_after(&d, ls[3].id)); /* let the short one expire first */
+	daemon_term(&d);
+	snprintf(path, sizeof(path), "%s.state", d.sock);
+	assert_int_equal(stat(path, &st), 0);
+
+	daemon_start(&d, "--quarantine", "0", NULL);
+	assert_int_not_equal(stat(path, &st), 0); /* consumed: a crash later must not resurrect it */
+	p = connect_ok(&d);
+	m = portd_list(p, &after, T);
+	assert_int_equal(m, 3);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(after[i].id, before[i].id);
+		assert_int_equal(after[i].uid, before[i].uid);
+		assert_int_equal(after[i].flags, before[i].flags);
+		assert_int_equal(after[i].ports[0], before[i].ports[0]);
+		assert_int_equal(after[i].tied_pid, before[i].tied_pid);
+		assert_true(after[i].expires_in_ms <= before[i].expires_in_ms);
+		assert_true(after[i].expires_in_ms > 0);
+	}
+	/* The ports are held again (a number lease's port refuses a bind without SO_REUSEADDR) ... */
+	assert_int_equal(try_bind_tcp(ls[0].ports[0], false, NULL), -EADDRINUSE);
+	/* ... and our fd still serves. */
+	assert_serves(ls[1].fds[0], ls[1].ports[0]);
+	/* New ids continue above the restored ones. */
+	struct portd_lease nl = lease_ok(p, 0, 60);
+	assert_true(nl.id > ls[3].id);
+	free(before);
+	free(after);
+	portd_lease_close_fds(&ls[1]);
+	portd_lease_close_fds(&ls[2]);
+	portd_disconnect(p);
+	daemon_stop(&d);
+}
+
 /* The README's C example runs as written. */
 static void t_readme_example(void **state)
 {
@@ -1166,6 +1233,7 @@ int main(void)
 		cmocka_unit_test_teardown(t_udp_and_both, daemons_teardown),
 		cmocka_unit_test_teardown(t_tied_to_pid, daemons_teardown),
 		cmocka_unit_test_teardown(t_reserve, daemons_teardown),
+		cmocka_unit_test_teardown(t_restart_state, daemons_teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

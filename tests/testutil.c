@@ -139,7 +139,7 @@ static int wait_exit(pid_t pid, int timeout_ms, int *status)
 	return waitpid(pid, status, 0) == pid ? 0 : -errno;
 }
 
-void daemon_stop(struct daemon_proc *d)
+void daemon_term(struct daemon_proc *d)
 {
 	int status = 0;
 	struct stat st;
@@ -159,6 +159,17 @@ void daemon_stop(struct daemon_proc *d)
 	assert_int_equal(WEXITSTATUS(status), 0);
 	/* Clean shutdown removes the socket file. */
 	assert_int_not_equal(lstat(d->sock, &st), 0);
+}
+
+void daemon_stop(struct daemon_proc *d)
+{
+	char state[160];
+
+	if (d->pid <= 0)
+		return;
+	daemon_term(d);
+	snprintf(state, sizeof(state), "%s.state", d->sock);
+	unlink(state); /* leases saved for a restart that will not come */
 	rmdir(d->dir);
 	d->dir[0] = d->sock[0] = '\0';
 }

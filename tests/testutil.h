@@ -21,6 +21,8 @@ struct daemon_proc {
  */
 void daemon_start(struct daemon_proc *d, const char *arg, ...);
 /* SIGTERM, wait (at most 10 s) for a clean exit (status 0), check the socket file is gone. */
+void daemon_term(struct daemon_proc *d);
+/* daemon_term(), then remove its saved state and directory: d is free for a new daemon. */
 void daemon_stop(struct daemon_proc *d);
 /* SIGKILL: the daemon leaves its socket file behind; d keeps the path. */
 void daemon_kill(struct daemon_proc *d);
