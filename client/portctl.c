@@ -5,11 +5,15 @@
  * that PORT=$(portctl lease) works; every message goes to stderr as
  * "portctl: ...", saying what went wrong and what to do about it. The exit
  * status tells scripts which kind of failure it was (see usage_text).
+ *
+ * `portctl run` is the exception: it prints nothing of its own on stdout,
+ * which belongs to CMD, and once CMD has started its exit status is CMD's.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -17,6 +21,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -42,8 +52,20 @@ enum {
 	OPT_JSON = 1u << 4,
 	OPT_TTL = 1u << 5,
 	OPT_PORT = 1u << 6,
+	OPT_COUNT = 1u << 7,
+	OPT_CONSECUTIVE = 1u << 8,
+	OPT_EXCLUDE = 1u << 9,
+	OPT_TCP = 1u << 10,
+	OPT_UDP = 1u << 11,
+	OPT_BOTH = 1u << 12,
+	OPT_PID = 1u << 13,
+	OPT_LISTEN = 1u << 14,
+	OPT_NO_LISTEN = 1u << 15,
 };
 #define OPT_GLOBAL (OPT_SOCKET | OPT_TIMEOUT | OPT_HELP | OPT_VERSION)
+#define OPT_TRANSPORT (OPT_TCP | OPT_UDP | OPT_BOTH)
+/* What shapes a lease: lease and run take these. */
+#define OPT_LEASE_SHAPE (OPT_TTL | OPT_COUNT | OPT_CONSECUTIVE | OPT_PORT | OPT_EXCLUDE | OPT_TRANSPORT)
 
 struct optdef {
 	const char *name;
@@ -59,6 +81,15 @@ static const struct optdef optdefs[] = {
 	{ "json", OPT_JSON, NULL },
 	{ "ttl", OPT_TTL, "SECONDS" },
 	{ "port", OPT_PORT, "PORT" },
+	{ "count", OPT_COUNT, "N" },
+	{ "consecutive", OPT_CONSECUTIVE, NULL },
+	{ "exclude", OPT_EXCLUDE, "SPEC" },
+	{ "tcp", OPT_TCP, NULL },
+	{ "udp", OPT_UDP, NULL },
+	{ "both", OPT_BOTH, NULL },
+	{ "pid", OPT_PID, "PID|parent" },
+	{ "listen", OPT_LISTEN, NULL },
+	{ "no-listen", OPT_NO_LISTEN, NULL },
 };
 
 #define MAX_ARGS 4
@@ -75,6 +106,16 @@ struct cli {
 	const char *args[MAX_ARGS];
 	size_t nargs;
 	uint64_t id;         /* the lease id argument, when there is one */
+	uint16_t count;      /* ports per lease, 1..PORTD_MAX_PORTS */
+	uint8_t transport;   /* PORTD_TRANSPORT_*; 0 until chosen */
+	pid_t pid;           /* --pid: end the lease when this process exits; 0: not given */
+	bool pid_parent;     /* --pid parent */
+	struct portd_range exclude[PORTD_MAX_EXCLUDE];
+	size_t nexclude;
+	char **cmd_argv;     /* run: CMD and its ARGS, NULL-terminated (from argv) */
+	int cmd_argc;
+	struct portd *conn;  /* the connection; run may replace it after losing it */
+	void (*saved_sigpipe)(int); /* SIGPIPE's disposition when portctl started, for CMD */
 };
 
 struct command {
@@ -86,6 +127,7 @@ struct command {
 };
 
 static int cmd_lease(struct cli *c, struct portd *p);
+static int cmd_run(struct cli *c, struct portd *p);
 static int cmd_renew(struct cli *c, struct portd *p);
 static int cmd_release(struct cli *c, struct portd *p);
 static int cmd_list(struct cli *c, struct portd *p);
@@ -98,12 +140,18 @@ static const char usage_text[] =
 	"other process is handed it, until the lease is released or its ttl runs out.\n"
 	"\n"
 	"Commands:\n"
-	"  lease [--ttl SECONDS] [--json]       lease a free TCP port; prints the port number\n"
+	"  lease [OPTIONS] [--json]             lease free ports; prints the port numbers\n"
+	"  run [OPTIONS] -- CMD [ARGS...]       run CMD with leased sockets (fds 3, 4, ...)\n"
+	"                                       and {port} in ARGS replaced by the port\n"
 	"  renew ID [--ttl SECONDS] [--json]    extend lease ID\n"
 	"  release ID | --port PORT [--json]    end a lease, by id or by port\n"
 	"  list [--json]                        show your leases (root: all leases)\n"
 	"  status [--json]                      show portd's state and limits\n"
 	"  help [COMMAND]                       show this help, or a command's (also COMMAND --help)\n"
+	"\n"
+	"Lease OPTIONS (lease and run; see `portctl help lease`):\n"
+	"  --ttl SECONDS, --count N, --consecutive, --port P, --exclude SPEC,\n"
+	"  --tcp | --udp | --both; lease only: --pid PID|parent; run only: --listen | --no-listen\n"
 	"\n"
 	"Options (before or after COMMAND):\n"
 	"  --socket PATH   portd's control socket (default: $PORTD_SOCKET if set, else\n"
@@ -113,8 +161,10 @@ static const char usage_text[] =
 	"  -h, --help      show help and exit\n"
 	"  --version       show the versions of portctl and libportd and exit\n"
 	"\n"
-	"Example:\n"
+	"Examples:\n"
 	"  PORT=$(portctl lease --ttl 600) && redis-server --port \"$PORT\"\n"
+	"  portctl run -- redis-server --port {port}\n"
+	"  portctl run -- /lib/systemd/systemd-socket-proxyd 127.0.0.1:8080\n"
 	"\n"
 	"Exit status:\n"
 	"  0  success\n"
@@ -122,28 +172,96 @@ static const char usage_text[] =
 	"     port, ...), or the result could not be written\n"
 	"  2  usage error\n"
 	"  3  portd not reachable (no daemon at the socket, permission denied, ...)\n"
-	"  4  protocol error, version mismatch, timeout, or portd closed the connection\n";
+	"  4  protocol error, version mismatch, timeout, or portd closed the connection\n"
+	"  run: once CMD has started, CMD's exit status (128+N if a signal N killed it);\n"
+	"  126 if CMD could not be executed, 127 if it was not found\n";
+
+#define LEASE_SHAPE_HELP \
+	"  --ttl SECONDS     how long the lease lasts (default: portd's default ttl,\n" \
+	"                    see `portctl status`)\n" \
+	"  --count N         lease N ports at once, 1 to 16: all or none\n" \
+	"  --consecutive     the N ports are adjacent numbers (P, P+1, ...)\n" \
+	"  --port P          exactly port P (with --count N: needs --consecutive, and\n" \
+	"                    leases P to P+N-1); refused if P is in use or in reuse\n" \
+	"                    quarantine\n" \
+	"  --exclude SPEC    never lease these ports: SPEC is a comma-separated list of\n" \
+	"                    ports and LO-HI ranges (\"8080,9000-9099\"); may repeat, at\n" \
+	"                    most 64 ranges in all\n" \
+	"  --tcp             TCP ports (the default)\n" \
+	"  --udp             UDP ports\n" \
+	"  --both            the same numbers on TCP and on UDP\n"
 
 static const struct command commands[] = {
-	{ "lease", cmd_lease, OPT_TTL | OPT_JSON, 0, 0,
-	  "Usage: portctl lease [--ttl SECONDS] [--json]\n"
+	{ "lease", cmd_lease, OPT_LEASE_SHAPE | OPT_PID | OPT_JSON, 0, 0,
+	  "Usage: portctl lease [--ttl SECONDS] [--count N] [--consecutive] [--port P]\n"
+	  "                     [--exclude SPEC] [--tcp|--udp|--both] [--pid PID|parent] [--json]\n"
 	  "\n"
-	  "Lease one free TCP port. portd keeps the port reserved (bound, not listening)\n"
-	  "until the lease is released or its ttl runs out, and no other process is\n"
-	  "handed it meanwhile; a server that sets SO_REUSEADDR (most do) can still bind\n"
-	  "and listen on it. The lease is not tied to this process: end it with\n"
+	  "Lease free ports (one TCP port by default). portd keeps them reserved (bound,\n"
+	  "not listening) until the lease is released or its ttl runs out, and no other\n"
+	  "process is handed them meanwhile; a server that sets SO_REUSEADDR (most do)\n"
+	  "can still bind and listen on them. End the lease with\n"
 	  "`portctl release --port PORT` (or `portctl release ID`), or let it expire.\n"
 	  "\n"
-	  "Prints the port number and a newline, nothing else:\n"
+	  "Prints the port numbers on one line, separated by spaces, and nothing else:\n"
 	  "  PORT=$(portctl lease --ttl 60)\n"
+	  "  read A B <<< \"$(portctl lease --count 2)\"     (bash)\n"
+	  "  set -- $(portctl lease --count 3 --consecutive)\n"
 	  "With --json:\n"
 	  "  {\"id\": 7, \"ports\": [40123], \"transport\": \"tcp\", \"ttl\": 60, \"expires_in\": 60}\n"
 	  "(ttl and expires_in in seconds).\n"
 	  "\n"
+	  "UDP: a UDP port cannot be kept reserved by holding a socket on it (your\n"
+	  "server could not bind it, or would share its datagrams with portd), so a\n"
+	  "number lease with --udp or --both needs a range that the kernel reserves for\n"
+	  "portd (portd --range LO-HI --reserve). Otherwise use `portctl run --udp`,\n"
+	  "which hands the bound socket itself to your program.\n"
+	  "\n"
 	  "Options:\n"
-	  "  --ttl SECONDS   how long the lease lasts (default: portd's default ttl,\n"
-	  "                  see `portctl status`)\n"
-	  "  --json          print the lease as JSON\n" },
+	  LEASE_SHAPE_HELP
+	  "  --pid PID|parent  also end the lease as soon as process PID exits (one of\n"
+	  "                    yours; root: any). `parent` is portctl's parent process\n"
+	  "                    (getppid()): the shell that ran portctl. In a script,\n"
+	  "                    PORT=$(portctl lease --pid parent) ties the lease to the\n"
+	  "                    script's shell under bash and dash, which run the last\n"
+	  "                    command of $(...) in the forked subshell itself (exec).\n"
+	  "                    Not so in $(portctl ...; cmd) or $(portctl ... | cmd), nor\n"
+	  "                    under dash in $(f) for a shell function f: there the parent\n"
+	  "                    is a subshell that exits at once, and the lease with it.\n"
+	  "                    In a Makefile every recipe line is its own shell.\n"
+	  "  --json            print the lease as JSON\n" },
+	{ "run", cmd_run, OPT_LEASE_SHAPE | OPT_LISTEN | OPT_NO_LISTEN, 1, 1,
+	  "Usage: portctl run [--ttl SECONDS] [--count N] [--consecutive] [--port P]\n"
+	  "                   [--exclude SPEC] [--tcp|--udp|--both] [--listen|--no-listen]\n"
+	  "                   [--] CMD [ARGS...]\n"
+	  "\n"
+	  "Lease ports with their bound sockets, tied to this portctl, and run CMD with\n"
+	  "them, the way systemd's socket activation does (sd_listen_fds(3)):\n"
+	  "  fds 3, 4, ...     the sockets, in lease order; with --both, TCP then UDP for\n"
+	  "                    each port\n"
+	  "  LISTEN_FDS        how many (LISTEN_PID: CMD's pid)\n"
+	  "  LISTEN_FDNAMES    their names, colon-separated: tcp-40123:udp-40123\n"
+	  "  PORT              the first port; PORTS: all of them, separated by spaces\n"
+	  "In every word of CMD and ARGS, {port} becomes the first port and {port0},\n"
+	  "{port1}, ... the first, second, ... port: `portctl run -- redis-server\n"
+	  "--port {port}`. The first word that is not an option starts CMD; options\n"
+	  "after it are CMD's.\n"
+	  "\n"
+	  "TCP sockets are made listening sockets (backlog SOMAXCONN), as socket-activated\n"
+	  "programs expect, unless CMD's words contain {port...}: a program that takes a\n"
+	  "port number binds it itself, and its bind would fail while a listening socket\n"
+	  "holds the port. --listen and --no-listen override this rule.\n"
+	  "\n"
+	  "portctl stays CMD's parent: it renews the lease at half its ttl while CMD runs\n"
+	  "(warning on stderr and retrying if that fails; CMD is never stopped for it),\n"
+	  "passes SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 on to CMD, and\n"
+	  "when CMD exits it releases the lease and exits with CMD's status (128+N if\n"
+	  "signal N killed it; 127: CMD not found, 126: CMD could not be executed).\n"
+	  "If portd is unreachable (exit 3) or refuses the lease, CMD is not run.\n"
+	  "\n"
+	  "Options:\n"
+	  LEASE_SHAPE_HELP
+	  "  --listen          listen() on the TCP sockets even with {port} in ARGS\n"
+	  "  --no-listen       never listen() on them\n" },
 	{ "renew", cmd_renew, OPT_TTL | OPT_JSON, 1, 1,
 	  "Usage: portctl renew ID [--ttl SECONDS] [--json]\n"
 	  "\n"
@@ -153,9 +271,9 @@ static const struct command commands[] = {
 	  "Options:\n"
 	  "  --ttl SECONDS   the new ttl\n"
 	  "  --json          print the lease id and the ttl granted as JSON\n" },
-	{ "release", cmd_release, OPT_PORT | OPT_JSON, 0, 1,
+	{ "release", cmd_release, OPT_PORT | OPT_TCP | OPT_UDP | OPT_JSON, 0, 1,
 	  "Usage: portctl release ID [--json]\n"
-	  "       portctl release --port PORT [--json]\n"
+	  "       portctl release --port PORT [--tcp|--udp] [--json]\n"
 	  "\n"
 	  "End lease ID, or the lease holding PORT. portd stops reserving its port(s);\n"
 	  "a released port is not handed out again for a while (reuse quarantine).\n"
@@ -163,6 +281,8 @@ static const struct command commands[] = {
 	  "\n"
 	  "Options:\n"
 	  "  --port PORT     release the lease holding this port, whatever its id\n"
+	  "  --tcp, --udp    with --port: only a lease holding PORT on that transport\n"
+	  "                  (default: either)\n"
 	  "  --json          print the id of the lease released as JSON\n" },
 	{ "list", cmd_list, OPT_JSON, 0, 0,
 	  "Usage: portctl list [--json]\n"
@@ -188,6 +308,7 @@ static const struct command commands[] = {
 	  "its limits. With --json, the same fields:\n"
 	  "  version, uptime_ms, leases, caller_leases, ports_held, quarantined,\n"
 	  "  connections, port_source (\"kernel\" or \"range\"), range_lo, range_hi,\n"
+	  "  reserved (true: the range is kept out of the kernel's automatic choice),\n"
 	  "  default_ttl, max_ttl, max_leases, max_per_uid, quarantine\n"
 	  "(ttls and quarantine in seconds).\n" },
 };
@@ -271,6 +392,41 @@ static int parse_number(const struct cli *c, const char *what, const char *expec
 	return 0;
 }
 
+/* One --exclude SPEC: "P", "LO-HI", comma-separated; added to c->exclude. */
+static int parse_exclude(struct cli *c, const char *spec)
+{
+	const char *item = spec;
+
+	if (*spec == '\0')
+		return usage_error(c, "--exclude needs ports or ranges, such as 8080,9000-9099");
+	for (;;) {
+		size_t len = strcspn(item, ",");
+		char buf[16], *dash;
+		uint64_t lo, hi;
+
+		if (len == 0 || len >= sizeof(buf))
+			return usage_error(c, "invalid --exclude '%s': expected ports and LO-HI ranges separated by "
+					   "commas, such as 8080,9000-9099", spec);
+		memcpy(buf, item, len);
+		buf[len] = '\0';
+		dash = strchr(buf, '-');
+		if (dash)
+			*dash = '\0';
+		if (parse_uint(buf, 1, 65535, &lo) < 0 || parse_uint(dash ? dash + 1 : buf, 1, 65535, &hi) < 0)
+			return usage_error(c, "invalid --exclude '%s': '%.*s' is not a port (1-65535) or a range LO-HI",
+					   spec, (int)len, item);
+		if (lo > hi)
+			return usage_error(c, "invalid --exclude '%s': range %" PRIu64 "-%" PRIu64 " runs backwards",
+					   spec, lo, hi);
+		if (c->nexclude >= PORTD_MAX_EXCLUDE)
+			return usage_error(c, "too many --exclude ranges: at most %d in all", PORTD_MAX_EXCLUDE);
+		c->exclude[c->nexclude++] = (struct portd_range){ .lo = (uint16_t)lo, .hi = (uint16_t)hi };
+		if (item[len] == '\0')
+			return 0;
+		item += len + 1;
+	}
+}
+
 static int option_value(struct cli *c, unsigned bit, const char *v)
 {
 	uint64_t n;
@@ -293,6 +449,22 @@ static int option_value(struct cli *c, unsigned bit, const char *v)
 	case OPT_PORT:
 		r = parse_number(c, "--port", "a port number", v, 1, 65535, &n);
 		c->port = (uint16_t)n;
+		return r;
+	case OPT_COUNT:
+		r = parse_number(c, "--count", "a number of ports", v, 1, PORTD_MAX_PORTS, &n);
+		c->count = (uint16_t)n;
+		return r;
+	case OPT_EXCLUDE:
+		return parse_exclude(c, v);
+	case OPT_PID:
+		if (strcmp(v, "parent") == 0) {
+			c->pid_parent = true;
+			c->pid = 0; /* getppid() when the lease is asked for */
+			return 0;
+		}
+		c->pid_parent = false;
+		r = parse_number(c, "--pid", "a process id (or 'parent')", v, 1, INT_MAX, &n);
+		c->pid = (pid_t)n;
 		return r;
 	}
 	return 0;
@@ -364,6 +536,12 @@ static int parse_args(struct cli *c, int argc, char **argv)
 				return usage_error(c, "unknown command '%s'", a);
 			continue;
 		}
+		if (c->cmd->run == cmd_run) {
+			/* CMD starts here: every word from here on is CMD's, options included. */
+			c->cmd_argv = argv + i;
+			c->cmd_argc = argc - i;
+			return 0;
+		}
 		if (c->nargs >= c->cmd->max_args)
 			return usage_error(c, "unexpected argument '%s'", a);
 		c->args[c->nargs++] = a;
@@ -374,6 +552,88 @@ static int parse_args(struct cli *c, int argc, char **argv)
 static void print_version(void)
 {
 	printf("portctl %s (libportd %s, protocol %d)\n", PORTD_VERSION, portd_version(), PORTD_PROTOCOL_VERSION);
+}
+
+/*
+ * Scan a word of run's CMD for {port} and {portN}. Returns how many there
+ * are; with out, also writes the word with the port numbers put in (out
+ * must hold strlen(w) + 1 bytes: "{port}" is longer than any port number).
+ * *bad gets the first N >= count (-1 if none).
+ */
+static size_t port_tokens(const char *w, const uint16_t *ports, size_t count, char *out, long *bad)
+{
+	size_t n = 0;
+
+	*bad = -1;
+	while (*w) {
+		const char *q = w + 5, *digits;
+		unsigned long k = 0;
+
+		if (strncmp(w, "{port", 5) != 0) {
+			if (out)
+				*out++ = *w;
+			w++;
+			continue;
+		}
+		for (digits = q; *q >= '0' && *q <= '9' && q - digits < 6; q++)
+			k = k * 10 + (unsigned long)(*q - '0');
+		if (*q != '}' || (q - digits >= 6)) { /* not a token: copy the '{' and go on */
+			if (out)
+				*out++ = *w;
+			w++;
+			continue;
+		}
+		n++;
+		if (k >= count && *bad < 0)
+			*bad = (long)k;
+		if (out)
+			out += sprintf(out, "%u", k < count ? (unsigned)ports[k] : 0u);
+		w = q + 1;
+	}
+	if (out)
+		*out = '\0';
+	return n;
+}
+
+/* The options that shape a lease (lease and run): consistent, and within the protocol's limits. */
+static int check_lease_shape(struct cli *c)
+{
+	unsigned t = c->seen & OPT_TRANSPORT;
+
+	if (t & (t - 1))
+		return usage_error(c, "give one of --tcp, --udp and --both");
+	c->transport = t == OPT_UDP ? PORTD_TRANSPORT_UDP : t == OPT_BOTH ? PORTD_TRANSPORT_BOTH : PORTD_TRANSPORT_TCP;
+	if (!c->count)
+		c->count = 1;
+	if ((c->seen & OPT_LISTEN) && (c->seen & OPT_NO_LISTEN))
+		return usage_error(c, "give --listen or --no-listen, not both");
+	if (c->port) {
+		if (c->count > 1 && !(c->seen & OPT_CONSECUTIVE))
+			return usage_error(c, "--port with --count %u needs --consecutive: the ports are then %u to %u",
+					   (unsigned)c->count, (unsigned)c->port, (unsigned)c->port + c->count - 1u);
+		if ((unsigned)c->port + c->count - 1u > 65535)
+			return usage_error(c, "--port %u --count %u runs past port 65535", (unsigned)c->port,
+					   (unsigned)c->count);
+		for (size_t i = 0; i < c->nexclude; i++)
+			if (c->exclude[i].lo <= c->port + c->count - 1u && c->port <= c->exclude[i].hi)
+				return usage_error(c, "--port %u is in an --exclude range (%u-%u)", (unsigned)c->port,
+						   (unsigned)c->exclude[i].lo, (unsigned)c->exclude[i].hi);
+	}
+	if (c->cmd->run == cmd_run && c->transport == PORTD_TRANSPORT_BOTH && c->count > PORTD_MAX_FDS / 2)
+		return usage_error(c, "run --both takes at most --count %d: two sockets per port, %d fds in all",
+				   PORTD_MAX_FDS / 2, PORTD_MAX_FDS);
+	if (c->pid_parent)
+		c->pid = getppid();
+	for (int i = 0; c->cmd->run == cmd_run && i < c->cmd_argc; i++) {
+		long bad;
+
+		port_tokens(c->cmd_argv[i], NULL, c->count, NULL, &bad);
+		if (bad >= 0)
+			return usage_error(c, "{port%ld} in '%s': only %u port%s leased ({port0} to {port%u})", bad,
+					   c->cmd_argv[i], (unsigned)c->count, c->count > 1 ? "s are" : " is",
+					   (unsigned)c->count - 1u);
+	}
+	return 0;
 }
 
 /* After parsing: help, version, and the checks that need the command. -1: go on. */
@@ -412,7 +672,20 @@ static int check_args(struct cli *c)
 		if ((c->seen & optdefs[k].bit) && !(optdefs[k].bit & (OPT_GLOBAL | c->cmd->opts)))
 			return usage_error(c, "'%s' takes no --%s", c->cmd->name, optdefs[k].name);
 
+	if (c->cmd->run == cmd_lease || c->cmd->run == cmd_run) {
+		int r = check_lease_shape(c);
+
+		if (r)
+			return r;
+	}
+	if (c->cmd->run == cmd_run)
+		return c->cmd_argc > 0 ? -1 : usage_error(c, "which command? portctl run [OPTIONS] -- CMD [ARGS...]");
 	if (c->cmd->run == cmd_release) {
+		if ((c->seen & (OPT_TCP | OPT_UDP)) == (OPT_TCP | OPT_UDP))
+			return usage_error(c, "give --tcp or --udp, not both (neither: either transport)");
+		if ((c->seen & (OPT_TCP | OPT_UDP)) && !(c->seen & OPT_PORT))
+			return usage_error(c, "--tcp and --udp choose which lease holds --port PORT; a lease ID needs neither");
+		c->transport = (c->seen & OPT_TCP) ? PORTD_TRANSPORT_TCP : (c->seen & OPT_UDP) ? PORTD_TRANSPORT_UDP : 0;
 		if (c->nargs == 1 && (c->seen & OPT_PORT))
 			return usage_error(c, "give a lease ID or --port PORT, not both");
 		if (c->nargs == 0 && !(c->seen & OPT_PORT))
@@ -699,18 +972,137 @@ static int stdout_flush(void)
 
 /* ---- commands ---------------------------------------------------------------- */
 
+static void lease_opts(const struct cli *c, uint32_t flags, struct portd_lease_opts *o)
+{
+	*o = (struct portd_lease_opts){
+		.ttl = c->ttl,
+		.flags = flags | ((c->seen & OPT_CONSECUTIVE) ? PORTD_FLAG_CONSECUTIVE : 0),
+		.count = c->count,
+		.transport = c->transport,
+		.port = c->port,
+		.pid = c->pid,
+		.exclude = c->nexclude ? c->exclude : NULL,
+		.nexclude = c->nexclude,
+	};
+}
+
+static const char *transport_label(uint8_t t)
+{
+	return t == PORTD_TRANSPORT_UDP ? "UDP" : t == PORTD_TRANSPORT_BOTH ? "TCP+UDP" : "TCP";
+}
+
+/* What was asked, for messages: "3 consecutive free TCP ports", "UDP port 8080". */
+static void lease_describe(const struct cli *c, char *buf, size_t len)
+{
+	const char *t = transport_label(c->transport);
+	const char *cons = (c->seen & OPT_CONSECUTIVE) && c->count > 1 ? "consecutive " : "";
+
+	if (c->port && c->count > 1)
+		snprintf(buf, len, "%s ports %u-%u", t, (unsigned)c->port, (unsigned)c->port + c->count - 1u);
+	else if (c->port)
+		snprintf(buf, len, "%s port %u", t, (unsigned)c->port);
+	else if (c->count > 1)
+		snprintf(buf, len, "%u %sfree %s ports", (unsigned)c->count, cons, t);
+	else
+		snprintf(buf, len, "a free %s port", t);
+}
+
+/* The options in use beyond one TCP port, for "this portd cannot serve ...". */
+static void lease_features(const struct cli *c, char *buf, size_t len)
+{
+	size_t off = 0;
+
+#define FEATURE(cond, ...) \
+	do { \
+		if ((cond) && off < len) \
+			off += (size_t)snprintf(buf + off, len - off, __VA_ARGS__); \
+	} while (0)
+	buf[0] = '\0';
+	FEATURE(c->count > 1, ", --count %u", (unsigned)c->count);
+	FEATURE(c->seen & OPT_CONSECUTIVE, ", --consecutive");
+	FEATURE(c->port, ", --port %u", (unsigned)c->port);
+	FEATURE(c->nexclude, ", --exclude");
+	FEATURE(c->transport == PORTD_TRANSPORT_UDP, ", --udp");
+	FEATURE(c->transport == PORTD_TRANSPORT_BOTH, ", --both");
+	FEATURE(c->pid, ", --pid");
+#undef FEATURE
+}
+
+/* A refused LEASE, explained from what was asked; the rest as for any request. */
+static int lease_failed(const struct cli *c, struct portd *p, int err)
+{
+	char what[64], feat[128];
+	struct portd_status st;
+
+	lease_describe(c, what, sizeof(what));
+	switch (-err) {
+	case PORTD_E_NOTSUP_TRANSPORT:
+		msg("a number-only UDP lease needs a reserved range (portd --range LO-HI --reserve); use "
+		    "`portctl run --udp` to receive the socket instead");
+		return EXIT_REFUSED;
+	case PORTD_E_UNSUPPORTED:
+		lease_features(c, feat, sizeof(feat));
+		msg("this portd cannot lease %s%s%s%s: upgrade portd", what, feat[0] ? " (" : "", feat[0] ? feat + 2 : "",
+		    feat[0] ? ")" : "");
+		return EXIT_REFUSED;
+	case PORTD_E_BUSY:
+		if (c->port && c->count > 1)
+			msg("ports %u-%u: one of them is in use or in reuse quarantine: try another --port", (unsigned)c->port,
+			    (unsigned)c->port + c->count - 1u);
+		else if (c->port)
+			msg("port %u is in use or in reuse quarantine: try another", (unsigned)c->port);
+		else
+			break;
+		return EXIT_REFUSED;
+	case PORTD_E_PERM:
+		if (!c->pid)
+			break;
+		msg("process %ld belongs to another user: --pid takes only your own processes (root: any)", (long)c->pid);
+		return EXIT_REFUSED;
+	case PORTD_E_INVAL:
+		if (c->pid && kill(c->pid, 0) < 0 && errno == ESRCH) {
+			if (c->pid_parent)
+				msg("portctl's parent process (%ld) has already exited: nothing to tie the lease to",
+				    (long)c->pid);
+			else
+				msg("no process %ld: --pid needs a running process", (long)c->pid);
+			return EXIT_REFUSED;
+		}
+		/* An exact port outside portd's range: say which range. */
+		if (c->port && portd_status(p, &st, c->timeout_ms) == 0 && st.range_lo &&
+		    (c->port < st.range_lo || c->port + c->count - 1u > st.range_hi)) {
+			msg("%s: outside portd's range %u-%u", what, (unsigned)st.range_lo, (unsigned)st.range_hi);
+			return EXIT_REFUSED;
+		}
+		msg("portd refused to lease %s: %s", what, portd_strerror(err));
+		return EXIT_REFUSED;
+	case PORTD_E_NOPORTS:
+		if (c->count == 1 && !c->nexclude)
+			break;
+		if (c->count > 1)
+			snprintf(what, sizeof(what), "%u %sfree %s ports", (unsigned)c->count,
+				 (c->seen & OPT_CONSECUTIVE) ? "consecutive " : "", transport_label(c->transport));
+		else
+			snprintf(what, sizeof(what), "free %s port", transport_label(c->transport));
+		msg("portd has no %s left%s: release some leases (portctl list, portctl release ID)%s, or give portd "
+		    "a wider port range", what, c->nexclude ? " outside the --exclude ranges" : "",
+		    c->nexclude ? ", exclude fewer ports" : "");
+		return EXIT_REFUSED;
+	}
+	return request_failed(c, p, err);
+}
+
 static int cmd_lease(struct cli *c, struct portd *p)
 {
-	/* flags 0: portd keeps the socket; the lease outlives this process. */
-	struct portd_lease_opts o = {
-		.ttl = c->ttl, .flags = 0, .count = 1, .transport = PORTD_TRANSPORT_TCP, .port = 0, .pid = 0,
-	};
+	/* No FD flag: portd keeps the sockets; the lease outlives this process (unless --pid). */
+	struct portd_lease_opts o;
 	struct portd_lease l;
 	int r;
 
+	lease_opts(c, 0, &o);
 	r = portd_lease(p, &o, &l, c->timeout_ms);
 	if (r < 0)
-		return request_failed(c, p, r);
+		return lease_failed(c, p, r);
 	portd_lease_close_fds(&l); /* none were asked for */
 
 	if (c->json) {
@@ -724,7 +1116,10 @@ static int cmd_lease(struct cli *c, struct portd *p)
 		json_uint(&j, "expires_in", l.ttl);
 		json_close(&j, '}');
 	} else {
-		printf("%" PRIu16 "\n", l.ports[0]);
+		/* One line, spaces between: read A B <<< "$(portctl lease --count 2)" and set -- $(...) work. */
+		for (size_t i = 0; i < l.count; i++)
+			printf("%s%" PRIu16, i ? " " : "", l.ports[i]);
+		putchar('\n');
 	}
 	if (stdout_flush() < 0) {
 		/* Nobody learnt the port: do not leave it reserved for the whole ttl. */
@@ -734,6 +1129,460 @@ static int cmd_lease(struct cli *c, struct portd *p)
 		return EXIT_REFUSED;
 	}
 	return EXIT_OK;
+}
+
+/* ---- run ------------------------------------------------------------------- */
+
+/*
+ * portctl run: one FD lease, tied to portctl, whose sockets CMD receives the
+ * way systemd passes them (sd_listen_fds(3)). portctl stays CMD's parent, in
+ * one poll() loop over three things: a signalfd (signals to pass on, and
+ * SIGCHLD), a pidfd of CMD, and the portd connection while a renewal is
+ * under way. The next renewal (or retry) is the poll timeout. Nothing
+ * sleeps, and nothing portd does (or fails to do) stops CMD.
+ */
+
+/* Signals passed on to CMD; SIGCHLD is watched too, should pidfd_open() be missing. */
+static const int run_forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
+
+#define RUN_RETRY_MIN_MS 100
+#define RUN_RETRY_MAX_MS 5000
+
+struct run {
+	struct cli *c;
+	uint64_t id;
+	uint32_t ttl;            /* granted, seconds */
+	pid_t child;
+	uint64_t renew_at;       /* monotonic ms of the next renewal attempt; 0: none (the lease is gone) */
+	bool pending;            /* a RENEW was sent and is unanswered */
+	uint32_t req_id;
+	uint64_t reply_by;       /* when to stop waiting for that answer */
+	unsigned failures;       /* renewals failed in a row */
+	uint32_t retry_ms;
+	bool reconnected;        /* a new connection: check the id is still our lease before using it */
+	bool gone;               /* the lease has ended in portd: neither renew nor release it */
+	uint16_t port0;          /* the first port, to recognise the lease */
+	uint8_t transport;
+};
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Renew at half the ttl: the daemon's deadline is the granted ttl from its reply. */
+static void run_schedule_renew(struct run *r)
+{
+	r->renew_at = mono_ms() + (uint64_t)r->ttl * 1000 / 2;
+	r->retry_ms = (uint32_t)((uint64_t)r->ttl * 1000 / 8);
+	if (r->retry_ms < RUN_RETRY_MIN_MS)
+		r->retry_ms = RUN_RETRY_MIN_MS;
+	if (r->retry_ms > RUN_RETRY_MAX_MS)
+		r->retry_ms = RUN_RETRY_MAX_MS;
+}
+
+/* A renewal failed: say so (not every time when it keeps failing) and try again, backing off. */
+static void run_renew_failed(struct run *r, const char *what, int err)
+{
+	r->pending = false;
+	r->failures++;
+	if (r->failures <= 3 || r->failures % 10 == 0)
+		msg("warning: %s lease %" PRIu64 " failed%s%s: retrying in %" PRIu32 " ms%s", what, r->id,
+		    err ? ": " : "", err ? portd_strerror(err) : "", r->retry_ms,
+		    r->failures > 1 ? " (failed before too; the command keeps running)" : " (the command keeps running)");
+	r->renew_at = mono_ms() + r->retry_ms;
+	r->retry_ms = r->retry_ms * 2 > RUN_RETRY_MAX_MS ? RUN_RETRY_MAX_MS : r->retry_ms * 2;
+}
+
+static void run_lost_connection(struct run *r, const char *what, int err)
+{
+	portd_disconnect(r->c->conn);
+	r->c->conn = NULL;
+	run_renew_failed(r, what, err);
+}
+
+static void run_lease_ended(struct run *r)
+{
+	msg("warning: lease %" PRIu64 " has ended in portd (it expired, was released, or portd restarted): "
+	    "its ports are no longer reserved; the command keeps running with its sockets", r->id);
+	r->renew_at = 0;
+	r->gone = true;
+}
+
+/*
+ * After a reconnection: is lease id still ours? A portd restarted without its
+ * state numbers leases from 1 again, and the same id may now be another
+ * lease of this user. Ours holds our first port and is tied to this process.
+ * Returns 1 (ours), 0 (ended), or a negative error (ask again later).
+ */
+static int run_verify(struct run *r)
+{
+	struct portd_lease_info *v = NULL;
+	int n = portd_list(r->c->conn, &v, r->c->timeout_ms), ours = 0;
+
+	if (n < 0)
+		return n;
+	for (int i = 0; i < n; i++)
+		if (v[i].id == r->id)
+			ours = v[i].ports[0] == r->port0 && v[i].transport == r->transport && v[i].tied_pid == getpid();
+	free(v);
+	return ours;
+}
+
+static void run_renew_send(struct run *r)
+{
+	int e;
+
+	if (!r->c->conn) {
+		e = portd_connect(r->c->path, &r->c->conn);
+		if (e < 0) {
+			r->c->conn = NULL;
+			run_renew_failed(r, "reconnecting to portd to renew", e);
+			return;
+		}
+		r->reconnected = true;
+	}
+	if (r->reconnected) {
+		e = run_verify(r);
+		if (e < 0) {
+			run_lost_connection(r, "checking", e);
+			return;
+		}
+		r->reconnected = false;
+		if (e == 0) {
+			run_lease_ended(r);
+			return;
+		}
+	}
+	e = portd_send_renew(r->c->conn, r->id, r->ttl, &r->req_id);
+	if (e < 0) {
+		run_lost_connection(r, "renewing", e);
+		return;
+	}
+	r->pending = true;
+	r->reply_by = mono_ms() + (uint64_t)r->c->timeout_ms;
+}
+
+/* Read what portd sent: the answer to the renewal, or late answers to ones given up on. */
+static void run_renew_recv(struct run *r)
+{
+	struct portd_reply rep;
+	int e;
+
+	for (;;) {
+		e = portd_recv(r->c->conn, &rep);
+		if (e == -EAGAIN)
+			return;
+		if (e < 0) {
+			if (r->pending) {
+				run_lost_connection(r, "renewing", e);
+			} else {
+				portd_disconnect(r->c->conn);
+				r->c->conn = NULL;
+			}
+			return;
+		}
+		if (rep.type == PORTD_REPLY_LEASE && !rep.error)
+			portd_lease_close_fds(&rep.u.lease);
+		if (rep.type == PORTD_REPLY_LIST && !rep.error)
+			free(rep.u.list.leases);
+		if (!r->pending || rep.req_id != r->req_id || rep.type != PORTD_REPLY_RENEW)
+			continue;
+		r->pending = false;
+		if (rep.error == 0) {
+			if (r->failures)
+				msg("renewed lease %" PRIu64 " again", r->id);
+			r->failures = 0;
+			r->ttl = rep.u.ttl ? rep.u.ttl : r->ttl;
+			run_schedule_renew(r);
+		} else if (rep.error == -PORTD_E_NOENT || rep.error == -PORTD_E_PERM) {
+			run_lease_ended(r);
+		} else {
+			run_renew_failed(r, "renewing", rep.error);
+		}
+	}
+}
+
+/*
+ * Pass a signal on to CMD, except one that the terminal sent (SI_KERNEL:
+ * ^C, ^\, hangup) while CMD is in our process group: the terminal signals the
+ * whole foreground group, so CMD has it already, and a second SIGINT would
+ * cut short the clean-up that the first one started.
+ */
+static void run_forward(const struct run *r, const struct signalfd_siginfo *si)
+{
+	if (si->ssi_code == SI_KERNEL && getpgid(r->child) == getpgrp())
+		return;
+	if (kill(r->child, (int)si->ssi_signo) < 0 && errno != ESRCH)
+		msg("warning: cannot pass signal %u on to the command: %s", si->ssi_signo, strerror(errno));
+}
+
+/*
+ * Is there a file name in a directory of $PATH? execvp() fails with EACCES
+ * when some directory of $PATH may not be searched, even if name is in none
+ * of them; a shell says "command not found" (127) then, and so do we.
+ */
+static bool path_has(const char *name)
+{
+	const char *dir = getenv("PATH");
+	char buf[PATH_MAX];
+	struct stat st;
+
+	if (!dir)
+		dir = "/bin:/usr/bin"; /* execvp()'s default */
+	for (;;) {
+		size_t len = strcspn(dir, ":");
+		int n = snprintf(buf, sizeof(buf), "%.*s/%s", (int)(len ? len : 1), len ? dir : ".", name);
+
+		if (n > 0 && (size_t)n < sizeof(buf) && stat(buf, &st) == 0)
+			return true;
+		if (dir[len] == '\0')
+			return false;
+		dir += len + 1;
+	}
+}
+
+/* In the forked child: the sockets to fds 3.., LISTEN_PID, the signal state portctl found, exec. */
+static void run_child(const struct run *r, struct portd_lease *l, char **argv, const sigset_t *oldmask)
+{
+	int n = (int)l->nfds, high[PORTD_MAX_FDS], e;
+	char pid[24];
+
+	/*
+	 * First every socket out of the way, above 3+n, then each into place: a
+	 * socket may already sit at the fd another one must go to. The high
+	 * copies are close-on-exec; dup2() makes fds 3.. inheritable.
+	 */
+	for (int i = 0; i < n; i++) {
+		high[i] = fcntl(l->fds[i], F_DUPFD_CLOEXEC, 3 + n);
+		if (high[i] < 0)
+			goto fail;
+	}
+	for (int i = 0; i < n; i++)
+		if (dup2(high[i], 3 + i) < 0)
+			goto fail;
+	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+	if (setenv("LISTEN_PID", pid, 1) < 0)
+		goto fail;
+	signal(SIGPIPE, r->c->saved_sigpipe);
+	sigprocmask(SIG_SETMASK, oldmask, NULL);
+	execvp(argv[0], argv);
+	e = errno;
+	if (e == EACCES && !strchr(argv[0], '/') && !path_has(argv[0]))
+		e = ENOENT;
+	if (e == ENOENT)
+		dprintf(2, "portctl: cannot run '%s': command not found\n", argv[0]);
+	else
+		dprintf(2, "portctl: cannot run '%s': %s\n", argv[0], strerror(e));
+	_exit(e == ENOENT ? 127 : 126);
+fail:
+	dprintf(2, "portctl: cannot pass the sockets to '%s': %s\n", argv[0], strerror(errno));
+	_exit(126);
+}
+
+/* CMD's words with {port}, {portN} put in; *ntokens: how many there were. NULL if out of memory. */
+static char **run_argv(const struct cli *c, const struct portd_lease *l, size_t *ntokens)
+{
+	char **v = calloc((size_t)c->cmd_argc + 1, sizeof(*v));
+	long bad;
+
+	*ntokens = 0;
+	if (!v)
+		return NULL;
+	for (int i = 0; i < c->cmd_argc; i++) {
+		v[i] = malloc(strlen(c->cmd_argv[i]) + 1);
+		if (!v[i]) {
+			for (int k = 0; k < i; k++)
+				free(v[k]);
+			free(v);
+			return NULL;
+		}
+		*ntokens += port_tokens(c->cmd_argv[i], l->ports, l->count, v[i], &bad);
+	}
+	return v;
+}
+
+static void run_argv_free(char **v)
+{
+	for (size_t i = 0; v && v[i]; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* PORT, PORTS, LISTEN_FDS, LISTEN_FDNAMES (LISTEN_PID comes in the child). */
+static int run_env(const struct portd_lease *l)
+{
+	char ports[PORTD_MAX_PORTS * 6 + 1] = "", names[PORTD_MAX_FDS * 10 + 1] = "", num[24], first[8];
+	size_t po = 0, no = 0;
+
+	for (size_t i = 0; i < l->count; i++)
+		po += (size_t)snprintf(ports + po, sizeof(ports) - po, "%s%u", i ? " " : "", (unsigned)l->ports[i]);
+	/* fds in lease order: one per port, or TCP then UDP per port for BOTH. Names hold no ':'. */
+	for (size_t i = 0; i < l->nfds; i++) {
+		bool both = l->transport == PORTD_TRANSPORT_BOTH;
+		bool udp = l->transport == PORTD_TRANSPORT_UDP || (both && i % 2);
+
+		no += (size_t)snprintf(names + no, sizeof(names) - no, "%s%s-%u", i ? ":" : "", udp ? "udp" : "tcp",
+				       (unsigned)l->ports[both ? i / 2 : i]);
+	}
+	snprintf(num, sizeof(num), "%zu", l->nfds);
+	snprintf(first, sizeof(first), "%u", (unsigned)l->ports[0]);
+	if (setenv("PORT", first, 1) < 0 || setenv("PORTS", ports, 1) < 0 || setenv("LISTEN_FDS", num, 1) < 0 ||
+	    setenv("LISTEN_FDNAMES", names, 1) < 0)
+		return -1;
+	return 0;
+}
+
+/* Listen on the TCP sockets, unless the rule (see run's help) or --no-listen says not to. */
+static int run_listen(const struct cli *c, const struct portd_lease *l, size_t ntokens)
+{
+	bool want = (c->seen & OPT_LISTEN) || (!(c->seen & OPT_NO_LISTEN) && ntokens == 0);
+
+	for (size_t i = 0; want && i < l->nfds; i++) {
+		int type = 0;
+		socklen_t len = sizeof(type);
+
+		if (getsockopt(l->fds[i], SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM)
+			continue;
+		if (listen(l->fds[i], SOMAXCONN) < 0) {
+			size_t port = l->transport == PORTD_TRANSPORT_BOTH ? i / 2 : i;
+
+			msg("cannot listen on TCP port %u: %s", (unsigned)l->ports[port < l->count ? port : 0],
+			    strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Wait for CMD, passing signals on and renewing the lease. Returns CMD's wait status. */
+static int run_wait(struct run *r, int sfd, int pidfd)
+{
+	for (;;) {
+		struct pollfd pf[3] = {
+			{ .fd = sfd, .events = POLLIN },
+			{ .fd = pidfd, .events = POLLIN },
+			{ .fd = r->pending && r->c->conn ? portd_fd(r->c->conn) : -1, .events = POLLIN },
+		};
+		uint64_t now = mono_ms(), next = r->pending ? r->reply_by : r->renew_at;
+		int timeout = next == 0 ? -1 : next <= now ? 0 : next - now > INT_MAX ? INT_MAX : (int)(next - now);
+		struct signalfd_siginfo si;
+		int status;
+		pid_t w;
+
+		if (poll(pf, 3, timeout) < 0 && errno != EINTR) {
+			/* Cannot happen with these fds; still, never leave CMD behind: wait without the loop. */
+			msg("warning: poll: %s: no more renewals or signals passed on", strerror(errno));
+			while (waitpid(r->child, &status, 0) < 0 && errno == EINTR)
+				;
+			return status;
+		}
+		while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+			if (si.ssi_signo != SIGCHLD)
+				run_forward(r, &si);
+		w = waitpid(r->child, &status, WNOHANG);
+		if (w == r->child)
+			return status;
+		if (w < 0 && errno != EINTR) { /* ECHILD: cannot happen, we are CMD's parent */
+			msg("waitpid: %s", strerror(errno));
+			return W_EXITCODE(EXIT_COMM, 0);
+		}
+		if (pf[2].revents)
+			run_renew_recv(r);
+		now = mono_ms();
+		if (r->pending && now >= r->reply_by)
+			run_renew_failed(r, "renewing (no answer from portd)", -ETIMEDOUT);
+		else if (!r->pending && r->renew_at && now >= r->renew_at)
+			run_renew_send(r);
+	}
+}
+
+static int cmd_run(struct cli *c, struct portd *p)
+{
+	struct portd_lease_opts o;
+	struct portd_lease l;
+	struct run r = { .c = c };
+	sigset_t set, oldmask;
+	size_t ntokens;
+	char **argv;
+	int e, sfd, pidfd, status;
+
+	/* FD + TIE: the sockets come here, and the lease ends the moment portctl does. */
+	lease_opts(c, PORTD_FLAG_FD | PORTD_FLAG_TIE, &o);
+	e = portd_lease(p, &o, &l, c->timeout_ms);
+	if (e < 0)
+		return lease_failed(c, p, e);
+	r.id = l.id;
+	r.ttl = l.ttl;
+	r.port0 = l.ports[0];
+	r.transport = l.transport;
+	argv = run_argv(c, &l, &ntokens);
+	if (!argv || run_env(&l) < 0) {
+		msg("out of memory");
+		goto fail;
+	}
+	if (run_listen(c, &l, ntokens) < 0)
+		goto fail;
+
+	/* Blocked from before the fork: a signal sent meanwhile waits in the signalfd and is passed on. */
+	sigemptyset(&set);
+	for (size_t i = 0; i < sizeof(run_forwarded) / sizeof(run_forwarded[0]); i++)
+		sigaddset(&set, run_forwarded[i]);
+	sigaddset(&set, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &set, &oldmask);
+	sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0) {
+		msg("signalfd: %s", strerror(errno));
+		sigprocmask(SIG_SETMASK, &oldmask, NULL);
+		goto fail;
+	}
+	fflush(NULL);
+	r.child = fork();
+	if (r.child < 0) {
+		msg("cannot start '%s': fork: %s", argv[0], strerror(errno));
+		close(sfd);
+		sigprocmask(SIG_SETMASK, &oldmask, NULL);
+		goto fail;
+	}
+	if (r.child == 0)
+		run_child(&r, &l, argv, &oldmask); /* does not return */
+
+	portd_lease_close_fds(&l); /* CMD has them; portd keeps its own copies until the lease ends */
+	run_argv_free(argv);
+	pidfd = pidfd_open(r.child, 0); /* -1 on kernels before 5.3: SIGCHLD on the signalfd still wakes us */
+	run_schedule_renew(&r);
+	status = run_wait(&r, sfd, pidfd);
+	if (pidfd >= 0)
+		close(pidfd);
+	close(sfd);
+
+	/* CMD is gone: end the lease now rather than when portctl exits (it is tied to us either way). */
+	if (!r.gone && !c->conn) {
+		if (portd_connect(c->path, &c->conn) < 0)
+			c->conn = NULL;
+		else
+			r.reconnected = true;
+	}
+	if (!r.gone && c->conn && (!r.reconnected || run_verify(&r) == 1)) {
+		e = portd_release(c->conn, r.id, c->timeout_ms);
+		if (e < 0 && e != -PORTD_E_NOENT)
+			msg("warning: releasing lease %" PRIu64 " failed: %s (it ends when portctl exits)", r.id,
+			    portd_strerror(e));
+	}
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return WEXITSTATUS(status);
+
+fail:
+	run_argv_free(argv);
+	portd_lease_close_fds(&l);
+	e = portd_release(p, l.id, c->timeout_ms);
+	if (e < 0)
+		msg("and releasing lease %" PRIu64 " failed: %s", l.id, portd_strerror(e));
+	return EXIT_REFUSED;
 }
 
 static int cmd_renew(struct cli *c, struct portd *p)
@@ -763,7 +1612,7 @@ static int cmd_release(struct cli *c, struct portd *p)
 	if (c->id)
 		r = portd_release(p, c->id, c->timeout_ms);
 	else
-		r = portd_release_port(p, c->port, 0, &id, c->timeout_ms);
+		r = portd_release_port(p, c->port, c->transport, &id, c->timeout_ms);
 	if (r < 0)
 		return request_failed(c, p, r);
 	if (c->json) {
@@ -918,6 +1767,9 @@ static int cmd_status(struct cli *c, struct portd *p)
 		json_string(&j, "port_source", s.range_lo ? "range" : "kernel");
 		json_uint(&j, "range_lo", s.range_lo);
 		json_uint(&j, "range_hi", s.range_hi);
+		json_key(&j, "reserved");
+		json_value_begin(&j);
+		fputs((s.flags & PORTD_STATUS_RESERVED) ? "true" : "false", j.f);
 		json_uint(&j, "default_ttl", s.default_ttl);
 		json_uint(&j, "max_ttl", s.max_ttl);
 		json_uint(&j, "max_leases", s.max_leases);
@@ -935,7 +1787,8 @@ static int cmd_status(struct cli *c, struct portd *p)
 	printf("quarantined:   %" PRIu32 "\n", s.quarantined);
 	printf("connections:   %" PRIu32 "\n", s.connections);
 	if (s.range_lo)
-		printf("port source:   range %" PRIu16 "-%" PRIu16 "\n", s.range_lo, s.range_hi);
+		printf("port source:   range %" PRIu16 "-%" PRIu16 "%s\n", s.range_lo, s.range_hi,
+		       (s.flags & PORTD_STATUS_RESERVED) ? " (reserved: UDP number leases possible)" : "");
 	else
 		printf("port source:   kernel (bind to port 0)\n");
 	printf("default ttl:   %" PRIu32 " s\n", s.default_ttl);
@@ -984,7 +1837,7 @@ int main(int argc, char **argv)
 	int r;
 
 	/* A closed stdout must be a write error we can act on (release the lease), not a silent death. */
-	signal(SIGPIPE, SIG_IGN);
+	c.saved_sigpipe = signal(SIGPIPE, SIG_IGN);
 
 	r = parse_args(&c, argc, argv);
 	if (r)
@@ -1012,9 +1865,10 @@ int main(int argc, char **argv)
 	r = portd_connect(c.path, &p);
 	if (r < 0)
 		return connect_failed(&c, r);
+	c.conn = p;
 	r = c.cmd->run(&c, p);
 	if (r == EXIT_OK && stdout_flush() < 0)
 		r = EXIT_REFUSED;
-	portd_disconnect(p);
+	portd_disconnect(c.conn); /* run may have replaced p */
 	return r;
 }
