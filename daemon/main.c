@@ -292,8 +292,11 @@ static int take_activation(struct activation *a)
 	}
 	free(names);
 	/* Passed fds come without CLOEXEC; portd execs nothing, but keep them private anyway. */
-	if (a->control >= 0)
+	if (a->control >= 0) {
 		fcntl(a->control, F_SETFD, FD_CLOEXEC);
+		/* The accept loop runs until EAGAIN: a blocking listener would hang the daemon. */
+		fcntl(a->control, F_SETFL, fcntl(a->control, F_GETFL) | O_NONBLOCK);
+	}
 	for (size_t i = 0; i < a->nstored; i++)
 		fcntl(a->stored[i], F_SETFD, FD_CLOEXEC);
 	return n;
