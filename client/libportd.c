@@ -43,7 +43,11 @@ _Static_assert(PORTD_TRANSPORT_BOTH == PORTD_BOTH, "both");
 _Static_assert(PORTD_FLAG_FD == PORTD_LEASE_F_FD, "fd flag");
 _Static_assert(PORTD_FLAG_TIE == PORTD_LEASE_F_TIE, "tie flag");
 _Static_assert(PORTD_FLAG_CONSECUTIVE == PORTD_LEASE_F_CONSECUTIVE, "consecutive flag");
-_Static_assert((PORTD_FLAG_FD | PORTD_FLAG_TIE | PORTD_FLAG_CONSECUTIVE) == PORTD_LEASE_F_ALL, "all flags");
+_Static_assert(PORTD_FLAG_PORTSERVER == PORTD_LEASE_F_PORTSERVER, "portserver flag");
+_Static_assert((PORTD_FLAG_FD | PORTD_FLAG_TIE | PORTD_FLAG_CONSECUTIVE) == PORTD_LEASE_F_REQUEST,
+	       "request flags");
+_Static_assert((PORTD_LEASE_F_REQUEST | PORTD_FLAG_PORTSERVER) == PORTD_LEASE_F_ALL, "all flags");
+_Static_assert(PORTD_NO_DEADLINE == PORTD_LIST_NO_DEADLINE, "no deadline");
 _Static_assert(PORTD_MAX_EXCLUDE == PORTD_EXCLUDE_MAX, "max exclude");
 _Static_assert(PORTD_STATUS_RESERVED == PORTD_STATUS_F_RESERVED, "status reserved");
 _Static_assert(PORTD_MAX_PORTS == PORTD_LEASE_PORTS_MAX, "max ports");

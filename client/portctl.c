@@ -291,15 +291,17 @@ static const struct command commands[] = {
 	  "  ID       lease id\n"
 	  "  PORT(S)  the port numbers\n"
 	  "  PROTO    tcp, udp or both\n"
-	  "  KIND     fd (the socket was handed to a process) or number\n"
-	  "  TTL      the ttl granted\n"
-	  "  EXPIRES  time left before the lease ends unless renewed\n"
+	  "  KIND     fd (the socket was handed to a process), number, or portserver\n"
+	  "           (taken over the portserver socket: ends when TIED exits)\n"
+	  "  TTL      the ttl granted (- for a lease without one: portserver)\n"
+	  "  EXPIRES  time left before the lease ends unless renewed (- for none)\n"
 	  "  OWNER    uid/pid of the process that took the lease (- if unknown)\n"
 	  "  TIED     the process whose exit ends the lease, or -\n"
 	  "With no leases, only the header is printed. With --json:\n"
 	  "  {\"leases\": [{\"id\": 7, \"ports\": [40123], \"transport\": \"tcp\", \"kind\": \"number\",\n"
 	  "    \"ttl\": 60, \"expires_in_ms\": 41250, \"uid\": 1000, \"pid\": 4242, \"tied_pid\": 0}]}\n"
-	  "(pid and tied_pid are 0 when unknown or not tied).\n" },
+	  "(pid and tied_pid are 0 when unknown or not tied; a portserver lease has\n"
+	  "\"kind\": \"portserver\", \"ttl\": 0 and \"expires_in_ms\": null).\n" },
 	{ "status", cmd_status, OPT_JSON, 0, 0,
 	  "Usage: portctl status [--json]\n"
 	  "\n"
@@ -913,6 +915,13 @@ static void json_uint(struct json *j, const char *key, uint64_t v)
 		json_key(j, key);
 	json_value_begin(j);
 	fprintf(j->f, "%" PRIu64, v);
+}
+
+static void json_null(struct json *j, const char *key)
+{
+	json_key(j, key);
+	json_value_begin(j);
+	fputs("null", j->f);
 }
 
 static void json_string(struct json *j, const char *key, const char *s)
@@ -1591,6 +1600,11 @@ static int cmd_renew(struct cli *c, struct portd *p)
 	int r;
 
 	r = portd_renew(p, c->id, c->ttl, &granted, c->timeout_ms);
+	if (r == -PORTD_E_INVAL) { /* the one lease renew refuses so */
+		msg("lease %" PRIu64 " has no ttl to renew: a portserver lease ends when its process exits",
+		    c->id);
+		return EXIT_REFUSED;
+	}
 	if (r < 0)
 		return request_failed(c, p, r);
 	if (c->json) {
@@ -1628,6 +1642,13 @@ static int cmd_release(struct cli *c, struct portd *p)
 #define LIST_COLS 8
 #define CELL_SIZE 128 /* 16 ports of 5 digits and commas fit */
 
+static const char *lease_kind(uint32_t flags)
+{
+	if (flags & PORTD_FLAG_PORTSERVER)
+		return "portserver";
+	return (flags & PORTD_FLAG_FD) ? "fd" : "number";
+}
+
 static void list_row(char (*row)[CELL_SIZE], const struct portd_lease_info *e)
 {
 	size_t i, off = 0;
@@ -1638,9 +1659,13 @@ static void list_row(char (*row)[CELL_SIZE], const struct portd_lease_info *e)
 	for (i = 0; i < e->count && i < PORTD_MAX_PORTS && off < CELL_SIZE; i++)
 		off += (size_t)snprintf(row[1] + off, CELL_SIZE - off, "%s%" PRIu16, i ? "," : "", e->ports[i]);
 	snprintf(row[2], CELL_SIZE, "%s", transport_name(e->transport));
-	snprintf(row[3], CELL_SIZE, "%s", (e->flags & PORTD_FLAG_FD) ? "fd" : "number");
+	snprintf(row[3], CELL_SIZE, "%s", lease_kind(e->flags));
 	snprintf(row[4], CELL_SIZE, "%" PRIu32 "s", e->ttl);
-	if (e->expires_in_ms == 0) {
+	if (e->expires_in_ms == PORTD_NO_DEADLINE) {
+		/* A portserver lease: no ttl; it ends when its process (TIED) exits. */
+		snprintf(row[4], CELL_SIZE, "-");
+		snprintf(row[5], CELL_SIZE, "-");
+	} else if (e->expires_in_ms == 0) {
 		snprintf(row[5], CELL_SIZE, "now");
 	} else {
 		/* Rounded up: "in 1s" until the very end, never "in 0s". */
@@ -1706,9 +1731,12 @@ static void list_json(const struct portd_lease_info *l, size_t n)
 		json_uint(&j, "id", l[i].id);
 		json_ports(&j, l[i].ports, l[i].count < PORTD_MAX_PORTS ? l[i].count : PORTD_MAX_PORTS);
 		json_string(&j, "transport", transport_name(l[i].transport));
-		json_string(&j, "kind", (l[i].flags & PORTD_FLAG_FD) ? "fd" : "number");
+		json_string(&j, "kind", lease_kind(l[i].flags));
 		json_uint(&j, "ttl", l[i].ttl);
-		json_uint(&j, "expires_in_ms", l[i].expires_in_ms);
+		if (l[i].expires_in_ms == PORTD_NO_DEADLINE)
+			json_null(&j, "expires_in_ms"); /* no deadline: ends with tied_pid */
+		else
+			json_uint(&j, "expires_in_ms", l[i].expires_in_ms);
 		json_uint(&j, "uid", l[i].uid);
 		json_uint(&j, "pid", l[i].pid > 0 ? (uint64_t)l[i].pid : 0);
 		json_uint(&j, "tied_pid", l[i].tied_pid > 0 ? (uint64_t)l[i].tied_pid : 0);

@@ -36,7 +36,7 @@
 extern "C" {
 #endif
 
-#define PORTD_PROTOCOL_VERSION 1 /* the wire protocol this library speaks */
+#define PORTD_PROTOCOL_VERSION 2 /* the wire protocol this library speaks */
 #define PORTD_MAX_PORTS 16       /* most ports in one lease */
 #define PORTD_MAX_FDS 16         /* most fds in one lease reply */
 
@@ -50,6 +50,10 @@ extern "C" {
 			     * per port (TCP then UDP) for BOTH, so BOTH allows at most 8 ports */
 #define PORTD_FLAG_TIE 0x2u /* end the lease when this process exits */
 #define PORTD_FLAG_CONSECUTIVE 0x4u /* count adjacent port numbers */
+/* In portd_lease_info.flags only (a request with it is -EINVAL): the lease was
+ * taken over portd's portserver socket (portpicker's protocol). It has no
+ * deadline and ends when its tied process exits. */
+#define PORTD_FLAG_PORTSERVER 0x8u
 
 #define PORTD_MAX_EXCLUDE 64 /* most exclude ranges in one request */
 
@@ -108,16 +112,18 @@ struct portd_lease {
 
 struct portd_lease_info {
 	uint64_t id;
-	uint64_t expires_in_ms;
+	uint64_t expires_in_ms; /* PORTD_NO_DEADLINE: none (ends with its tied process) */
 	uint32_t uid;
 	pid_t pid;          /* owner's pid when it connected */
 	pid_t tied_pid;     /* 0 = not tied to a process */
-	uint32_t ttl;
-	uint32_t flags;
+	uint32_t ttl;       /* 0 for a lease without a deadline */
+	uint32_t flags;     /* PORTD_FLAG_* */
 	uint8_t transport;
 	uint16_t count;
 	uint16_t ports[PORTD_MAX_PORTS];
 };
+
+#define PORTD_NO_DEADLINE UINT64_MAX
 
 struct portd_status {
 	uint64_t uptime_ms;

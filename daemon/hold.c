@@ -60,6 +60,11 @@ int hold_bind(void *ctx, uint8_t transport, uint16_t port, int *fd, uint16_t *go
 		s = hold_socket(transport, port, AF_INET);
 	if (s < 0)
 		return s;
+	if (port) { /* bound to exactly that port, or bind() failed */
+		*got = port;
+		*fd = s;
+		return 0;
+	}
 	if (getsockname(s, (struct sockaddr *)&ss, &sl) < 0) {
 		int e = -errno;
 		close(s);

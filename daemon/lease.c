@@ -638,6 +638,18 @@ enum lease_result lease_table_add(struct lease_table *t, struct lease *l, uint32
 	return r;
 }
 
+enum lease_result lease_table_add_untimed(struct lease_table *t, struct lease *l)
+{
+	enum lease_result r = check_quota(t, l->uid);
+
+	if (r != LEASE_OK)
+		return r;
+	r = table_link(t, l, t->next_id, LEASE_NO_DEADLINE);
+	if (r == LEASE_OK)
+		l->ttl_s = 0;
+	return r;
+}
+
 enum lease_result lease_table_restore(struct lease_table *t, struct lease *l, uint64_t remaining_ms)
 {
 	enum lease_result r;
@@ -648,8 +660,9 @@ enum lease_result lease_table_restore(struct lease_table *t, struct lease *l, ui
 	r = check_quota(t, l->uid);
 	if (r != LEASE_OK)
 		return r;
-	r = table_link(t, l, l->id, sat_add(now_ms(t), remaining_ms));
-	if (r == LEASE_OK && l->ttl_s == 0)
+	r = table_link(t, l, l->id, remaining_ms == LEASE_NO_DEADLINE ? LEASE_NO_DEADLINE
+								     : sat_add(now_ms(t), remaining_ms));
+	if (r == LEASE_OK && l->ttl_s == 0 && l->deadline != LEASE_NO_DEADLINE)
 		l->ttl_s = t->lim.default_ttl_s;
 	return r;
 }
@@ -740,6 +753,8 @@ uint64_t lease_expires_in(const struct lease_table *t, const struct lease *l)
 {
 	uint64_t now = now_ms(t);
 
+	if (l->deadline == LEASE_NO_DEADLINE)
+		return LEASE_NO_DEADLINE;
 	return l->deadline > now ? l->deadline - now : 0;
 }
 

@@ -41,6 +41,14 @@ struct lease_limits {
 	uint32_t max_ttl_s;
 };
 
+/*
+ * The deadline of a lease that has none: it ends only when released or when
+ * its tied process exits (portserver leases). Such leases sit at the bottom of
+ * the deadline heap, so lease_table_next_deadline() answers UINT64_MAX ("no
+ * timer") while only they are left and pop_expired() never returns them.
+ */
+#define LEASE_NO_DEADLINE UINT64_MAX
+
 struct lease_port {
 	uint16_t port;
 	uint8_t transport; /* PORTD_TCP or PORTD_UDP: one entry per bound socket
@@ -106,10 +114,18 @@ enum lease_result lease_table_admit(const struct lease_table *t, uint32_t uid, u
 enum lease_result lease_table_add(struct lease_table *t, struct lease *l, uint32_t ttl_s);
 
 /*
+ * Like lease_table_add(), for a lease without a deadline: ttl_s 0, deadline
+ * LEASE_NO_DEADLINE. Checks both quotas (no ttl to check). The caller ties
+ * the lease to a process, or nothing would ever end it.
+ */
+enum lease_result lease_table_add_untimed(struct lease_table *t, struct lease *l);
+
+/*
  * Like lease_table_add(), but keeps l->id (must be non-zero and unused: used when
  * restoring saved leases) and sets deadline = now + remaining_ms (clamped).
  * Checks both quotas but not max_ttl (l->ttl_s is kept as granted; 0 becomes
- * the default). A zero, UINT64_MAX or already-used id gives LEASE_E_PERM.
+ * the default). remaining_ms LEASE_NO_DEADLINE restores a lease without a
+ * deadline (ttl_s stays 0). A zero, UINT64_MAX or already-used id gives LEASE_E_PERM.
  * The next id assigned by lease_table_add() stays above every id seen.
  */
 enum lease_result lease_table_restore(struct lease_table *t, struct lease *l, uint64_t remaining_ms);
@@ -140,7 +156,7 @@ uint64_t lease_table_next_deadline(const struct lease_table *t);
 /* Removes and returns one lease whose deadline is <= now, or NULL. */
 struct lease *lease_table_pop_expired(struct lease_table *t, uint64_t now);
 
-/* Milliseconds until l's deadline (0 if past). */
+/* Milliseconds until l's deadline (0 if past; LEASE_NO_DEADLINE if it has none). */
 uint64_t lease_expires_in(const struct lease_table *t, const struct lease *l);
 
 size_t lease_table_count(const struct lease_table *t);

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -23,6 +24,7 @@
 #include "hold.h"
 #include "log.h"
 #include "notify.h"
+#include "portserver.h"
 #include "reserve.h"
 #include "server.h"
 #include "service.h"
@@ -31,6 +33,7 @@
 struct options {
 	char socket[108];
 	char state[4096];
+	char portserver[109]; /* --portserver ADDRESS, "" if off */
 	mode_t socket_mode;
 	gid_t socket_gid;
 	struct service_config svc;
@@ -65,11 +68,15 @@ static void usage(FILE *f)
 		"      --state-file PATH       where leases are saved on exit and restored from at start\n"
 		"                              (default: $RUNTIME_DIRECTORY/portd.state under systemd,\n"
 		"                              else the socket path with .state appended)\n"
+		"      --portserver[=ADDRESS]  also serve portpicker's portserver protocol at ADDRESS\n"
+		"                              (default %s; @NAME is abstract, else a\n"
+		"                              socket file with --socket-mode/--socket-group): a pid\n"
+		"                              line gets a port reserved until that process exits\n"
 		"      --ready-fd FD           write \"READY=1\\n\" to FD and close it once serving\n"
 		"  -v, --verbose               log every lease event\n"
 		"  -h, --help                  show this help\n"
 		"  -V, --version               show the version\n",
-		PORTD_SYSTEM_SOCKET);
+		PORTD_SYSTEM_SOCKET, PORTSERVER_DEFAULT_ADDRESS);
 }
 
 static int parse_u32(const char *s, unsigned long min, unsigned long max, uint32_t *out, int base)
@@ -114,7 +121,7 @@ static int bad(const char *opt, const char *val, const char *want)
 
 static int parse_options(int argc, char **argv, struct options *o)
 {
-	enum { O_MODE = 256, O_GROUP, O_QUAR, O_DTTL, O_MTTL, O_MAXL, O_MAXU, O_MAXC, O_READY, O_RESERVE, O_STATE };
+	enum { O_MODE = 256, O_GROUP, O_QUAR, O_DTTL, O_MTTL, O_MAXL, O_MAXU, O_MAXC, O_READY, O_RESERVE, O_STATE, O_PORTSERVER };
 	static const struct option longopts[] = {
 		{ "socket", required_argument, NULL, 's' },
 		{ "socket-mode", required_argument, NULL, O_MODE },
@@ -129,6 +136,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "max-connections", required_argument, NULL, O_MAXC },
 		{ "ready-fd", required_argument, NULL, O_READY },
 		{ "state-file", required_argument, NULL, O_STATE },
+		{ "portserver", optional_argument, NULL, O_PORTSERVER },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -196,6 +204,18 @@ static int parse_options(int argc, char **argv, struct options *o)
 				return bad("--state-file", optarg, "a path");
 			strcpy(o->state, optarg);
 			break;
+		case O_PORTSERVER:
+			/* portserver's own spelling, --portserver ADDRESS, works too: portd takes no operands. */
+			if (!optarg && optind < argc && argv[optind][0] != '-')
+				optarg = argv[optind++];
+			if (!optarg)
+				optarg = PORTSERVER_DEFAULT_ADDRESS;
+			if (!*optarg || strcmp(optarg, "@") == 0 ||
+			    strlen(optarg) >= sizeof(o->portserver) - (optarg[0] == '@' ? 0 : 1))
+				return bad("--portserver", optarg,
+					   "@NAME (abstract) or a socket path shorter than 108 bytes");
+			strcpy(o->portserver, optarg);
+			break;
 		case O_READY:
 			if (parse_u32(optarg, 0, INT_MAX, &v, 10) < 0)
 				return bad("--ready-fd", optarg, "a file descriptor number");
@@ -258,6 +278,7 @@ static int parse_options(int argc, char **argv, struct options *o)
  */
 struct activation {
 	int control;
+	int portserver; /* named "portserver": serve portpicker's protocol on it */
 	int *stored;
 	size_t nstored;
 };
@@ -268,6 +289,7 @@ static int take_activation(struct activation *a)
 	int n = sd_listen_fds_with_names(1, &names);
 
 	a->control = -1;
+	a->portserver = -1;
 	a->stored = NULL;
 	a->nstored = 0;
 	if (n <= 0)
@@ -281,6 +303,9 @@ static int take_activation(struct activation *a)
 
 		if (strcmp(name, NOTIFY_LEASE_FDNAME) == 0) {
 			a->stored[a->nstored++] = fd;
+		} else if (a->portserver < 0 && strcmp(name, "portserver") == 0 &&
+			   sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) > 0) {
+			a->portserver = fd;
 		} else if (a->control < 0 && (strcmp(name, "control") == 0 ||
 					      sd_is_socket_unix(fd, SOCK_SEQPACKET, 1, NULL, 0) > 0)) {
 			a->control = fd;
@@ -296,6 +321,11 @@ static int take_activation(struct activation *a)
 		fcntl(a->control, F_SETFD, FD_CLOEXEC);
 		/* The accept loop runs until EAGAIN: a blocking listener would hang the daemon. */
 		fcntl(a->control, F_SETFL, fcntl(a->control, F_GETFL) | O_NONBLOCK);
+	}
+	if (a->portserver >= 0) {
+		fcntl(a->portserver, F_SETFD, FD_CLOEXEC);
+		/* Its accept loop runs until EAGAIN too. */
+		fcntl(a->portserver, F_SETFL, fcntl(a->portserver, F_GETFL) | O_NONBLOCK);
 	}
 	for (size_t i = 0; i < a->nstored; i++)
 		fcntl(a->stored[i], F_SETFD, FD_CLOEXEC);
@@ -380,6 +410,7 @@ struct daemon {
 	struct event *sigterm, *sigint, *status_timer;
 	struct service *svc;
 	struct server *srv;
+	struct portserver *ps;  /* --portserver, or a socket named "portserver" from systemd */
 	struct notify *notify;
 	struct status_ctx status;
 	struct activation act;
@@ -415,6 +446,48 @@ static int open_control(struct daemon *d)
 			fd == -EACCES || fd == -ENOENT ?
 			" (use --socket PATH or set PORTD_SOCKET to a writable place)" : "");
 	return -1;
+}
+
+/*
+ * portpicker's portserver socket: from systemd (named "portserver"), or made
+ * here for --portserver. Returns 0 (also when there is none) or -1 (logged).
+ */
+static int open_portserver(struct daemon *d)
+{
+	const char *addr = d->o.portserver;
+	bool file = addr[0] && addr[0] != '@', passed = d->act.portserver >= 0;
+	int fd = d->act.portserver;
+
+	d->act.portserver = -1;
+	if (fd < 0 && !addr[0])
+		return 0;
+	if (fd < 0) {
+		fd = portserver_listen(addr, d->o.socket_mode, d->o.socket_gid);
+		if (fd == -EADDRINUSE) {
+			log_err("--portserver %s: another portserver is already listening there "
+				"(stop it, or give portd another address)", addr);
+			return -1;
+		}
+		if (fd < 0) {
+			log_err("--portserver %s: %s", addr, fd == -EEXIST ? "exists and is not a socket"
+									   : strerror(-fd));
+			return -1;
+		}
+	} else {
+		file = false; /* systemd's socket: its file is systemd's to remove */
+	}
+	d->ps = portserver_new(d->base, d->svc, fd, file ? addr : NULL);
+	if (!d->ps) {
+		if (file)
+			unlink(addr);
+		log_err("out of memory while starting");
+		return -1;
+	}
+	if (passed)
+		log_info("serving portpicker's portserver protocol on the socket passed by systemd");
+	else
+		log_info("serving portpicker's portserver protocol: PORTSERVER_ADDRESS=%s", addr);
+	return 0;
 }
 
 /* Leases saved by the previous run, with the sockets systemd kept for them. */
@@ -475,6 +548,8 @@ static int daemon_start(struct daemon *d)
 		log_err("out of memory while starting");
 		return -1;
 	}
+	if (open_portserver(d) < 0)
+		return -1;
 	restore_leases(d);
 	if (notify_enabled(d->notify)) {
 		d->status = (struct status_ctx){ d->svc, d->notify };
@@ -531,6 +606,15 @@ static void daemon_save(struct daemon *d)
 
 static void daemon_free(struct daemon *d)
 {
+	if (d->ps) {
+		struct portserver_stats st;
+
+		portserver_stats(d->ps, &st);
+		log_info("portserver: %" PRIu64 " ports granted, %" PRIu64 " requests refused, %" PRIu64
+			 " malformed, %" PRIu64 " timed out, %" PRIu64 " closed for overload",
+			 st.granted, st.refused, st.malformed, st.timeouts, st.overload);
+	}
+	portserver_free(d->ps);
 	server_free(d->srv);
 	service_free(d->svc);
 	notify_free(d->notify);
@@ -547,6 +631,8 @@ static void daemon_free(struct daemon *d)
 	free(d->act.stored);
 	if (d->act.control >= 0)
 		close(d->act.control);
+	if (d->act.portserver >= 0)
+		close(d->act.portserver);
 	if (d->reserved) {
 		int err = reserve_remove(RESERVE_SYSCTL, &d->res);
 		if (err < 0)

@@ -2,11 +2,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/pidfd.h>
 #include <unistd.h>
 
@@ -19,6 +21,7 @@ struct proc {
 	int pidfd;
 	uint64_t start;       /* start time, to tell a reused pid from this process */
 	bool dying;           /* exit handling is running: detach must not free */
+	bool mortal;          /* checked: not init, not a kernel thread */
 	struct event *ev;
 	struct lease *leases; /* linked through lease->tie_prev/tie_next */
 	struct procwatch *pw;
@@ -156,15 +159,25 @@ void procwatch_free(struct procwatch *pw)
 	free(pw);
 }
 
-int procwatch_get(struct procwatch *pw, pid_t pid, int pidfd, struct proc **out)
+struct proc *procwatch_find(struct procwatch *pw, pid_t pid)
 {
 	struct proc *p = pw_find(pw, pid);
-	int r;
 
 	if (p && pidfd_exited(p->pidfd)) {
 		proc_exit_now(p);
 		p = NULL;
 	}
+	return p;
+}
+
+void proc_set_mortal(struct proc *p) { p->mortal = true; }
+bool proc_mortal(const struct proc *p) { return p->mortal; }
+
+int procwatch_get(struct procwatch *pw, pid_t pid, int pidfd, struct proc **out)
+{
+	struct proc *p = procwatch_find(pw, pid);
+	int r;
+
 	if (p) {
 		*out = p;
 		return 0;
@@ -258,5 +271,120 @@ uint64_t procwatch_start_time(pid_t pid)
 		return 0;
 	return start;
 }
+/*
+ * PIDFD_GET_INFO (Linux 6.13), not in Debian 12's headers: the first,
+ * 64-byte version of the structure, which every kernel with the ioctl takes.
+ */
+struct pidfd_info_v0 {
+	uint64_t mask;
+	uint64_t cgroupid;
+	uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
+	uint32_t spare0;
+};
+#define PIDFD_GET_INFO_V0 _IOWR(0xFF, 11, struct pidfd_info_v0)
+#define PIDFD_INFO_CREDS_BIT 0x2ull
+#define PF_KTHREAD_FLAG 0x00200000u /* include/linux/sched.h; /proc/PID/stat field 9 */
+
+/* The real uid from /proc/PID/status ("Uid:\treal\teffective..."). */
+static int status_uid(pid_t pid, uint32_t *uid)
+{
+	char path[64], buf[2048], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -ESRCH;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -ESRCH;
+	buf[n] = '\0';
+	p = strstr(buf, "\nUid:");
+	if (!p || sscanf(p + 5, "%" SCNu32, uid) != 1)
+		return -ESRCH;
+	return 0;
+}
+
+/* Kernel threads have no executable; a process's exe link may be unreadable to us, so check the flags then. */
+static int kthread_of(pid_t pid, bool *kthread)
+{
+	char path[64], buf[1024], *p;
+	unsigned flags;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+	if (readlink(path, buf, sizeof(buf)) >= 0) {
+		*kthread = false;
+		return 0;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -ESRCH;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -ESRCH;
+	buf[n] = '\0';
+	/* The command name may hold spaces and parentheses: the fields follow the last ')'. */
+	p = strrchr(buf, ')');
+	if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %u", &flags) != 1)
+		return -ESRCH;
+	*kthread = (flags & PF_KTHREAD_FLAG) != 0;
+	return 0;
+}
+
+/* Through the pidfd where the kernel can: the process it pins, no /proc text to parse. */
+static int pidfd_uid(int pidfd, pid_t pid, uint32_t *uid, bool *via_proc)
+{
+	struct pidfd_info_v0 pi = { .mask = PIDFD_INFO_CREDS_BIT };
+
+	*via_proc = false;
+	if (ioctl(pidfd, PIDFD_GET_INFO_V0, &pi) == 0 && (pi.mask & PIDFD_INFO_CREDS_BIT)) {
+		*uid = pi.ruid;
+		return 0;
+	}
+	*via_proc = true;
+	return status_uid(pid, uid);
+}
+
+int proc_uid(const struct proc *p, uint32_t *uid)
+{
+	bool via_proc;
+	int r = pidfd_uid(p->pidfd, p->pid, uid, &via_proc);
+
+	/* /proc is read by pid: a pid reused meanwhile shows as an exit of ours. */
+	if (r == 0 && via_proc && pidfd_exited(p->pidfd))
+		r = -ESRCH;
+	return r;
+}
+
+int procwatch_open_pid(pid_t pid, struct proc_info *info)
+{
+	bool via_proc;
+	int fd, r;
+
+	if (pid <= 0)
+		return -EINVAL;
+	fd = pidfd_open(pid, 0);
+	if (fd < 0)
+		return -errno;
+	if ((r = pidfd_uid(fd, pid, &info->uid, &via_proc)) < 0)
+		goto fail;
+	if ((r = kthread_of(pid, &info->kthread)) < 0)
+		goto fail;
+	/* /proc was read by pid: if the pid was reused meanwhile, the pidfd says its process exited. */
+	r = -ESRCH;
+	if (pidfd_exited(fd))
+		goto fail;
+	return fd;
+fail:
+	close(fd);
+	return r;
+}
+
 pid_t proc_pid(const struct proc *p) { return p->pid; }
 size_t procwatch_count(const struct procwatch *pw) { return pw->count; }

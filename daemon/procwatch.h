@@ -13,6 +13,7 @@
 #ifndef PORTD_PROCWATCH_H
 #define PORTD_PROCWATCH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -36,6 +37,22 @@ void procwatch_free(struct procwatch *pw);
  */
 int procwatch_get(struct procwatch *pw, pid_t pid, int pidfd, struct proc **out);
 
+/*
+ * The watch for pid if there is one and its process has not exited (if it
+ * has, its exit is handled now, as procwatch_get() does), else NULL: a cheap
+ * way to ask about a process that already has leases tied to it.
+ */
+struct proc *procwatch_find(struct procwatch *pw, pid_t pid);
+/* The process's real uid now, read through its pidfd (or /proc, checked). 0 or -ESRCH. */
+int proc_uid(const struct proc *p, uint32_t *uid);
+/*
+ * Whether the watch's process was checked to be one that can exit (not
+ * init, not a kernel thread): set by whoever checked it, kept while the
+ * watch lives.
+ */
+void proc_set_mortal(struct proc *p);
+bool proc_mortal(const struct proc *p);
+
 /* Tie l to p (l->watch = p). */
 void proc_attach(struct proc *p, struct lease *l);
 /* Untie l, if tied; frees the watch when its last lease goes. */
@@ -47,6 +64,22 @@ pid_t proc_pid(const struct proc *p);
 uint64_t proc_start(const struct proc *p);
 /* Free p if no lease is tied to it (a watch made but not used). */
 void procwatch_put(struct procwatch *pw, struct proc *p);
+
+/* Who a process is, for deciding whether a lease may be tied to it. */
+struct proc_info {
+	uint32_t uid;  /* real uid */
+	bool kthread;  /* a kernel thread: it never exits */
+};
+
+/*
+ * Open a pidfd for pid and read its uid and whether it is a kernel thread:
+ * through the pidfd where the kernel can (PIDFD_GET_INFO, Linux 6.13), else
+ * from /proc, then checking that the pidfd's process has not exited, so the
+ * answer cannot describe a process that reused the pid meanwhile. Returns the
+ * pidfd (close-on-exec), -ESRCH if there is no such process, or another
+ * -errno (-EINVAL for a pid the kernel cannot have).
+ */
+int procwatch_open_pid(pid_t pid, struct proc_info *info);
 
 /* Start time of pid in clock ticks since boot (/proc/PID/stat, field 22), 0 if unknown. */
 uint64_t procwatch_start_time(pid_t pid);

@@ -29,6 +29,9 @@
 #include "procwatch.h"
 #include "state.h"
 
+/* LIST reports the table's "no deadline" as it is. */
+_Static_assert(LEASE_NO_DEADLINE == PORTD_LIST_NO_DEADLINE, "no deadline on the wire");
+
 /* Leases expired per timer callback; the rest wait for the next turn of the loop. */
 #define EXPIRE_BATCH 512
 /* Candidate ports (or run starts) one LEASE request may try before giving up. */
@@ -45,6 +48,7 @@ struct service {
 	uint64_t armed;      /* deadline the timer is armed for, UINT64_MAX if none */
 	uint64_t started;
 	uint32_t connections;
+	pid_t self;          /* portd's pid: no lease without a deadline may be tied to it */
 	bool reserved;
 };
 
@@ -148,6 +152,7 @@ struct service *service_new(struct event_base *base, const struct service_config
 	s->armed = UINT64_MAX;
 	s->started = clock_now(clk);
 	s->reserved = cfg->reserved;
+	s->self = getpid();
 	s->leases = lease_table_new(&cfg->limits, &s->clk);
 	s->ports = ports_new(&cfg->ports, &s->clk, &s->binder);
 	s->procs = procwatch_new(base, on_proc_exit, s);
@@ -225,9 +230,28 @@ static void reply_lease_error(const struct service *s, struct reply *r, const st
 /* What one LEASE request must not be given: its exclude ranges, and candidates already tried. */
 struct lease_filter {
 	const struct proto_lease_req *m;
+	struct service *probe_udp; /* set: a TCP number must also be free on UDP right now */
 	uint16_t tried[LEASE_TRIES];
 	size_t ntried;
 };
+
+/*
+ * portpicker promises a port "unused on both TCP and UDP", and portserver
+ * checks both: a TCP lease for it skips numbers whose UDP side another lease
+ * holds or another process has bound. The probe socket is closed at once.
+ */
+static bool udp_taken(struct service *s, uint16_t port)
+{
+	uint16_t got;
+	int fd;
+
+	if (ports_blocked(s->ports, PORTD_UDP, port))
+		return true;
+	if (s->binder.bind(s->binder.ctx, PORTD_UDP, port, &fd, &got) < 0)
+		return true;
+	s->binder.close(s->binder.ctx, fd);
+	return false;
+}
 
 static bool lease_filter_skip(void *ctx, uint16_t port)
 {
@@ -239,7 +263,7 @@ static bool lease_filter_skip(void *ctx, uint16_t port)
 	for (size_t i = 0; i < lf->ntried; i++)
 		if (lf->tried[i] == port)
 			return true;
-	return false;
+	return lf->probe_udp && udp_taken(lf->probe_udp, port);
 }
 
 static void lease_filter_add(struct lease_filter *lf, uint16_t port)
@@ -291,11 +315,11 @@ static int bind_number(struct service *s, uint8_t transport, uint16_t want, stru
  * CONSECUTIVE, starting at m->port if given) on each transport. On failure
  * nothing stays bound and the error is a -errno of the port source.
  */
-static int bind_lease(struct service *s, const struct proto_lease_req *m, struct lease *l)
+static int bind_lease(struct service *s, const struct proto_lease_req *m, bool probe_udp, struct lease *l)
 {
 	const size_t per = m->transport == PORTD_BOTH ? 2 : 1;
 	const bool run = (m->flags & PORTD_LEASE_F_CONSECUTIVE) && m->count > 1;
-	struct lease_filter lf = { .m = m };
+	struct lease_filter lf = { .m = m, .probe_udp = probe_udp && m->transport == PORTD_TCP ? s : NULL };
 
 	for (int attempt = 0; attempt < LEASE_TRIES; attempt++) {
 		uint16_t base = m->port;
@@ -323,34 +347,27 @@ static int bind_lease(struct service *s, const struct proto_lease_req *m, struct
 
 /*
  * A pid to tie the lease to: it must exist and (unless the caller is root)
- * belong to the caller's uid. Returns a pidfd, or a negative result code.
+ * belong to the caller's uid. For a lease without a deadline it must also be
+ * able to exit: not init, not a kernel thread, not portd itself. Returns a
+ * pidfd, or a negative result code.
  */
-static int open_tied_pid(const struct caller *c, pid_t pid)
+static int open_tied_pid(const struct caller *c, pid_t pid, bool must_exit)
 {
-	char path[64], line[256];
-	uint32_t uid = UINT32_MAX;
-	struct pollfd pfd;
-	FILE *f;
-	int fd = pidfd_open(pid, 0);
+	struct proc_info pi;
+	int fd;
 
-	if (fd < 0)
-		return errno == ESRCH ? -PORTD_R_INVAL : -PORTD_R_INTERNAL;
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	f = fopen(path, "re");
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "Uid: %u", &uid) == 1)
-			break;
-	if (f)
-		fclose(f);
-	/* Read after opening the pidfd: if pid was reused meanwhile, the pidfd says the old one exited. */
-	pfd = (struct pollfd){ .fd = fd, .events = POLLIN };
-	if (uid == UINT32_MAX || poll(&pfd, 1, 0) != 0) {
-		close(fd);
+	if (must_exit && pid <= 1)
 		return -PORTD_R_INVAL;
-	}
-	if (c->uid != 0 && uid != c->uid) {
+	fd = procwatch_open_pid(pid, &pi);
+	if (fd < 0)
+		return fd == -ESRCH || fd == -EINVAL ? -PORTD_R_INVAL : -PORTD_R_INTERNAL;
+	if (c->uid != 0 && pi.uid != c->uid) {
 		close(fd);
 		return -PORTD_R_PERM;
+	}
+	if (must_exit && pi.kthread) {
+		close(fd);
+		return -PORTD_R_INVAL;
 	}
 	return fd;
 }
@@ -365,15 +382,81 @@ static uint32_t ports_error_result(int err)
 	}
 }
 
+/* How to make one lease: what op_lease and the portserver socket share. */
+struct lease_plan {
+	const struct proto_lease_req *m; /* ports, transport, flags (kept as the lease's) */
+	uint32_t ttl;     /* admitted (lease_table_admit()); unused when untimed */
+	bool untimed;     /* no deadline: ends when tie_pid exits (or on release) */
+	bool probe_udp;   /* TCP numbers must be free on UDP too */
+	pid_t tie_pid;    /* 0: not tied */
+	int tie_pidfd;    /* tie_pid's pidfd, borrowed; -1: pidfd_open(tie_pid) */
+	struct proc *tie_proc; /* tie_pid's live watch if the caller found it, else NULL */
+};
+
+/*
+ * Bind the ports, enter the lease in the table, tie it to its process: the
+ * lease is complete, or nothing is left behind and *res, *detail say why.
+ */
+static struct lease *lease_make(struct service *s, const struct caller *c, const struct lease_plan *p,
+				uint32_t *res, uint32_t *detail)
+{
+	const struct proto_lease_req *m = p->m;
+	size_t per = m->transport == PORTD_BOTH ? 2 : 1;
+	struct lease *l = lease_alloc((uint16_t)(m->count * per));
+	enum lease_result lr;
+	int err;
+
+	*detail = 0;
+	if (!l) {
+		*res = PORTD_R_INTERNAL;
+		*detail = ENOMEM;
+		return NULL;
+	}
+	err = bind_lease(s, m, p->probe_udp, l);
+	if (err < 0) {
+		lease_free(l);
+		*res = ports_error_result(err);
+		*detail = *res == PORTD_R_INTERNAL ? (uint32_t)-err : 0;
+		return NULL;
+	}
+	l->uid = c->uid;
+	l->pid = c->pid;
+	l->flags = m->flags;
+	l->transport = m->transport;
+	lr = p->untimed ? lease_table_add_untimed(s->leases, l) : lease_table_add(s->leases, l, p->ttl);
+	if (lr != LEASE_OK) {
+		lease_unbind(s, l, false);
+		lease_free(l);
+		*res = lease_result_code(lr);
+		*detail = lease_result_detail(s, lr);
+		return NULL;
+	}
+	if (p->tie_pid) {
+		struct proc *pw = p->tie_proc;
+
+		err = pw ? 0 : procwatch_get(s->procs, p->tie_pid, p->tie_pidfd, &pw);
+		if (err < 0) {
+			/* -ESRCH: the process is gone already. */
+			lease_end(s, l, END_ABORT);
+			*res = err == -ESRCH ? PORTD_R_INVAL : PORTD_R_INTERNAL;
+			*detail = (uint32_t)-err;
+			return NULL;
+		}
+		proc_attach(pw, l);
+	}
+	return l;
+}
+
 static void op_lease(struct service *s, const struct caller *c, const struct proto_hdr *h,
 		     const uint8_t *body, size_t blen, struct reply *r)
 {
 	struct proto_lease_req m;
 	struct proto_lease_rep rep = { 0 };
+	struct lease_plan plan = { .m = &m, .tie_pidfd = -1 };
 	struct lease *l;
 	enum lease_result lr;
-	uint32_t ttl;
-	int pidfd = -1, err;
+	uint32_t res, detail;
+	int pidfd = -1;
 	size_t per;
 	ssize_t n;
 
@@ -393,64 +476,30 @@ static void op_lease(struct service *s, const struct caller *c, const struct pro
 		return;
 	}
 
-	ttl = m.ttl;
-	lr = lease_table_admit(s->leases, c->uid, &ttl);
+	plan.ttl = m.ttl;
+	lr = lease_table_admit(s->leases, c->uid, &plan.ttl);
 	if (lr != LEASE_OK) {
 		reply_lease_error(s, r, h, lr);
 		return;
 	}
 	if (m.pid) {
-		pidfd = open_tied_pid(c, (pid_t)m.pid);
+		pidfd = open_tied_pid(c, (pid_t)m.pid, false);
 		if (pidfd < 0) {
 			reply_error(r, h->type, h->id, (uint32_t)-pidfd, 0);
 			return;
 		}
+		plan.tie_pid = (pid_t)m.pid;
+		plan.tie_pidfd = pidfd;
+	} else if (m.flags & PORTD_LEASE_F_TIE) {
+		plan.tie_pid = c->pid;
+		plan.tie_pidfd = c->pidfd;
 	}
-
-	l = lease_alloc((uint16_t)(m.count * per));
+	l = lease_make(s, c, &plan, &res, &detail);
+	if (pidfd >= 0)
+		close(pidfd);
 	if (!l) {
-		if (pidfd >= 0)
-			close(pidfd);
-		reply_error(r, h->type, h->id, PORTD_R_INTERNAL, ENOMEM);
+		reply_error(r, h->type, h->id, res, detail);
 		return;
-	}
-	err = bind_lease(s, &m, l);
-	if (err < 0) {
-		if (pidfd >= 0)
-			close(pidfd);
-		lease_free(l);
-		uint32_t res = ports_error_result(err);
-		reply_error(r, h->type, h->id, res, res == PORTD_R_INTERNAL ? (uint32_t)-err : 0);
-		return;
-	}
-	l->uid = c->uid;
-	l->pid = c->pid;
-	l->flags = m.flags;
-	l->transport = m.transport;
-	lr = lease_table_add(s->leases, l, ttl);
-	if (lr != LEASE_OK) {
-		if (pidfd >= 0)
-			close(pidfd);
-		lease_unbind(s, l, false);
-		lease_free(l);
-		reply_lease_error(s, r, h, lr);
-		return;
-	}
-	if ((m.flags & PORTD_LEASE_F_TIE) || m.pid) {
-		struct proc *p;
-		pid_t pid = m.pid ? (pid_t)m.pid : c->pid;
-
-		err = procwatch_get(s->procs, pid, m.pid ? pidfd : c->pidfd, &p);
-		if (pidfd >= 0)
-			close(pidfd);
-		if (err < 0) {
-			/* -ESRCH: the process is gone already. */
-			lease_end(s, l, END_ABORT);
-			reply_error(r, h->type, h->id, err == -ESRCH ? PORTD_R_INVAL : PORTD_R_INTERNAL,
-				    (uint32_t)-err);
-			return;
-		}
-		proc_attach(p, l);
 	}
 
 	rep.id = l->id;
@@ -491,6 +540,69 @@ static void op_lease(struct service *s, const struct caller *c, const struct pro
 	service_rearm(s);
 }
 
+/*
+ * May a lease without a deadline be tied to pid, for caller c? Returns the
+ * live watch of pid when it has one already (*pidfd -1), else a pidfd for it
+ * in *pidfd (NULL returned), or a negative result code. A watch made for a
+ * checked process is marked so, and most requests of a test process find it:
+ * they cost one poll() instead of reading about the process again.
+ */
+static int check_mortal_pid(struct service *s, const struct caller *c, pid_t pid, struct proc **watch,
+			    int *pidfd)
+{
+	struct proc *p;
+	uint32_t uid;
+
+	*watch = NULL;
+	*pidfd = -1;
+	if (pid <= 1 || pid == s->self)
+		return -PORTD_R_INVAL;
+	p = procwatch_find(s->procs, pid);
+	if (p && proc_mortal(p)) {
+		/* Exists and can exit; its uid may have changed since (setuid), so ask again. */
+		if (c->uid != 0) {
+			if (proc_uid(p, &uid) < 0)
+				return -PORTD_R_INVAL;
+			if (uid != c->uid)
+				return -PORTD_R_PERM;
+		}
+		*watch = p;
+		return 0;
+	}
+	*pidfd = open_tied_pid(c, pid, true);
+	return *pidfd < 0 ? *pidfd : 0;
+}
+
+int service_lease_for_pid(struct service *s, const struct caller *c, pid_t pid, uint64_t *id)
+{
+	const struct proto_lease_req m = { .flags = PORTD_LEASE_F_PORTSERVER, .count = 1,
+					   .transport = PORTD_TCP };
+	struct lease_plan plan = { .m = &m, .untimed = true, .probe_udp = true, .tie_pid = pid };
+	uint32_t ttl = 0, res, detail;
+	enum lease_result lr;
+	struct lease *l;
+	int r;
+
+	/* The quota first: an exhausted quota refuses without a system call. */
+	lr = lease_table_admit(s->leases, c->uid, &ttl);
+	if (lr != LEASE_OK)
+		return -(int)lease_result_code(lr);
+	r = check_mortal_pid(s, c, pid, &plan.tie_proc, &plan.tie_pidfd);
+	if (r < 0)
+		return r;
+	l = lease_make(s, c, &plan, &res, &detail);
+	if (plan.tie_pidfd >= 0)
+		close(plan.tie_pidfd);
+	if (!l)
+		return -(int)res;
+	proc_set_mortal(l->watch);
+	*id = l->id;
+	log_lease_debug("grant", l->id, l->ports[0].port, c->uid,
+			"lease %" PRIu64 " granted over the portserver socket: tcp port %u for pid %d, "
+			"uid %u pid %d", l->id, l->ports[0].port, (int)pid, c->uid, (int)c->pid);
+	return l->ports[0].port;
+}
+
 /* The caller's view of lease id: found and accessible, or an error reply. */
 static struct lease *lookup(struct service *s, const struct caller *c, const struct proto_hdr *h,
 			    uint64_t id, struct reply *r)
@@ -523,6 +635,11 @@ static void op_renew(struct service *s, const struct caller *c, const struct pro
 	}
 	if (!(l = lookup(s, c, h, m.id, r)))
 		return;
+	/* A portserver lease lives exactly as long as its process: no deadline to move. */
+	if (l->deadline == LEASE_NO_DEADLINE) {
+		reply_error(r, h->type, h->id, PORTD_R_INVAL, 0);
+		return;
+	}
 	lr = lease_table_renew(s->leases, l, m.ttl);
 	if (lr != LEASE_OK) {
 		reply_lease_error(s, r, h, lr);
@@ -766,6 +883,10 @@ static void restore_one(const struct saved_lease *sl, void *ctx)
 		why = "expired while portd was down";
 		goto drop_saved;
 	}
+	if (sl->deadline == LEASE_NO_DEADLINE && !sl->tied_pid) {
+		why = "it has neither a deadline nor a process";
+		goto drop_saved;
+	}
 	l = lease_alloc(sl->nports);
 	if (!l) {
 		why = "out of memory";
@@ -809,7 +930,8 @@ static void restore_one(const struct saved_lease *sl, void *ctx)
 			goto drop;
 		}
 	}
-	if (lease_table_restore(s->leases, l, sl->deadline - now) != LEASE_OK) {
+	if (lease_table_restore(s->leases, l, sl->deadline == LEASE_NO_DEADLINE ? LEASE_NO_DEADLINE
+										 : sl->deadline - now) != LEASE_OK) {
 		why = "its id or ports clash with another saved lease, or a limit was lowered";
 		goto drop;
 	}
@@ -832,7 +954,7 @@ static void restore_one(const struct saved_lease *sl, void *ctx)
 	rs->restored++;
 	log_lease_debug("restore", l->id, l->ports[0].port, l->uid,
 			"lease %" PRIu64 " restored: port %u, uid %u, %" PRIu64 " ms left", l->id,
-			l->ports[0].port, l->uid, sl->deadline - now);
+			l->ports[0].port, l->uid, lease_expires_in(s->leases, l));
 	return;
 drop:
 	lease_unbind(s, l, true);

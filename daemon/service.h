@@ -64,6 +64,15 @@ void service_free(struct service *s);
 void service_handle(struct service *s, const struct caller *c, const void *msg, size_t len,
 		    size_t nfds, struct reply *r);
 
+/*
+ * A lease for portpicker's portserver protocol: one TCP number, free on UDP
+ * too, held until process pid exits (no deadline), owned by the caller. pid
+ * must be able to exit (not init, a kernel thread or portd) and, unless the
+ * caller is root, be of the caller's uid. Quotas apply as for any lease.
+ * Returns the port (> 0) with *id set, or a negative PORTD_R_* saying why not.
+ */
+int service_lease_for_pid(struct service *s, const struct caller *c, pid_t pid, uint64_t *id);
+
 /* End a lease whose reply could not be delivered (the client never got it). */
 void service_abort_lease(struct service *s, uint64_t id);
 

@@ -140,7 +140,7 @@ size_t proto_hdr_encode(void *buf, uint16_t type, uint32_t id, size_t body_len)
 
 bool proto_lease_req_valid(const struct proto_lease_req *m)
 {
-	if ((m->flags & ~PORTD_LEASE_F_ALL) ||
+	if ((m->flags & ~PORTD_LEASE_F_REQUEST) ||
 	    m->count < 1 || m->count > PORTD_LEASE_PORTS_MAX ||
 	    !transport_ok(m->transport) ||
 	    (m->port != 0 && m->count != 1 && !(m->flags & PORTD_LEASE_F_CONSECUTIVE)) ||

@@ -130,7 +130,8 @@ static inline const uint8_t *proto_body(const void *buf) { return (const uint8_t
 /* Would this request pass proto_decode_lease_req()? Clients check before sending. */
 bool proto_lease_req_valid(const struct proto_lease_req *m);
 ssize_t proto_encode_lease_req(void *buf, size_t cap, uint32_t id, const struct proto_lease_req *m);
-/* Checks: exact size, no unknown flag bits, reserved bytes zero, 1 <= count <=
+/* Checks: exact size, no flag outside PORTD_LEASE_F_REQUEST (PORTSERVER is
+ * for replies only), reserved bytes zero, 1 <= count <=
  * PORTD_LEASE_PORTS_MAX, transport in 1..3, port != 0 only with count == 1. */
 int proto_decode_lease_req(const void *body, size_t len, struct proto_lease_req *m);
 ssize_t proto_encode_renew_req(void *buf, size_t cap, uint32_t id, const struct proto_renew_req *m);

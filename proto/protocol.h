@@ -15,7 +15,7 @@
 #define PORTD_PROTOCOL_H
 
 #define PORTD_PROTO_MAGIC 0x44545250u /* bytes "PRTD" on the wire */
-#define PORTD_PROTO_VERSION 1
+#define PORTD_PROTO_VERSION 2 /* 2: PORTD_LEASE_F_PORTSERVER, leases without a deadline */
 
 #define PORTD_HDR_SIZE 16
 #define PORTD_MSG_MAX 16384 /* largest datagram either side sends or accepts */
@@ -75,13 +75,24 @@ enum portd_transport {
 #define PORTD_LEASE_F_FD 0x1u   /* hand the bound socket(s) over in the reply */
 #define PORTD_LEASE_F_TIE 0x2u  /* end the lease when the connecting process exits */
 #define PORTD_LEASE_F_CONSECUTIVE 0x4u /* count adjacent numbers, ascending */
-#define PORTD_LEASE_F_ALL 0x7u  /* every flag defined in this version */
+/*
+ * Reported in LIST only, never valid in a request: the lease was taken over
+ * the portserver socket (portpicker's protocol, daemon/portserver.h). It has
+ * no deadline (ttl 0, expires_in_ms PORTD_LIST_NO_DEADLINE) and ends when its tied
+ * process exits, or when it is released.
+ */
+#define PORTD_LEASE_F_PORTSERVER 0x8u
+#define PORTD_LEASE_F_REQUEST 0x7u /* every flag a LEASE request may set */
+#define PORTD_LEASE_F_ALL 0xfu  /* every flag defined in this version */
+
+/* expires_in_ms of a lease without a deadline (LIST). */
+#define PORTD_LIST_NO_DEADLINE UINT64_MAX
 
 #define PORTD_EXCLUDE_MAX 64    /* most exclude ranges in one LEASE request */
 
 /*
  * LEASE request body (24 + 4*nexclude bytes):
- *   0 u32 flags      PORTD_LEASE_F_*; other bits must be zero
+ *   0 u32 flags      PORTD_LEASE_F_REQUEST bits; other bits must be zero
  *   4 u32 ttl        seconds; 0 = the daemon's default
  *   8 u16 count      ports wanted, 1..PORTD_LEASE_PORTS_MAX; with
  *                    PORTD_LEASE_F_FD and PORTD_BOTH at most PORTD_FDS_MAX/2
@@ -141,10 +152,10 @@ enum portd_transport {
  * (PORTD_LIST_F_MORE: ask again with after_id = last id), then count entries
  * in ascending id order, each 40 + 2*nports bytes rounded up to a multiple of 8:
  *   0 u64 id
- *   8 u64 expires_in_ms
+ *   8 u64 expires_in_ms  PORTD_LIST_NO_DEADLINE: none (the lease ends with its tied process)
  *  16 u32 uid        owner
  *  20 u32 pid        owner's pid at connect time (0 if unknown)
- *  24 u32 ttl        seconds
+ *  24 u32 ttl        seconds; 0 for a lease without a deadline
  *  28 u32 flags      PORTD_LEASE_F_*
  *  32 u8  transport
  *  33 u8  reserved

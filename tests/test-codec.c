@@ -296,7 +296,7 @@ static void test_hdr_layout(void **state)
 {
 	static const uint8_t expect[] = {
 		0x50, 0x52, 0x54, 0x44, /* "PRTD" */
-		0x01, 0x00, 0x05, 0x80, /* version 1, STATUS | REPLY */
+		0x02, 0x00, 0x05, 0x80, /* version 2, STATUS | REPLY */
 		0x18, 0x00, 0x00, 0x00, /* length 24 */
 		0x78, 0x56, 0x34, 0x12, /* id */
 	};
@@ -345,10 +345,10 @@ static void test_hdr_version(void **state)
 	struct proto_hdr h;
 
 	proto_hdr_encode(buf, PORTD_MSG_LEASE, 0xabcd, 24);
-	buf[4] = 2;
+	buf[4] = 1; /* the version before */
 	assert_int_equal(proto_hdr_decode(buf, 40, &h), -EPROTONOSUPPORT);
 	/* Still filled in: the daemon answers with the request's type and id. */
-	assert_int_equal(h.version, 2);
+	assert_int_equal(h.version, 1);
 	assert_int_equal(h.type, PORTD_MSG_LEASE);
 	assert_int_equal(h.id, 0xabcd);
 	assert_int_equal(h.length, 40);
@@ -378,7 +378,7 @@ static void test_hdr_length_mismatch(void **state)
 /* ---- exact bytes: the spec example (proto/PROTOCOL.md, "Worked example") ---- */
 
 static const uint8_t lease_req_bytes[] = {
-	0x50, 0x52, 0x54, 0x44, 0x01, 0x00, 0x01, 0x00, /* magic, version 1, type LEASE */
+	0x50, 0x52, 0x54, 0x44, 0x02, 0x00, 0x01, 0x00, /* magic, version 2, type LEASE */
 	0x28, 0x00, 0x00, 0x00, 0x2a, 0x00, 0x00, 0x00, /* length 40, id 42 */
 	0x03, 0x00, 0x00, 0x00, 0x2c, 0x01, 0x00, 0x00, /* flags FD|TIE, ttl 300 */
 	0x01, 0x00, 0x01, 0x00, 0x90, 0x1f, 0x00, 0x00, /* count 1, tcp, rsvd, port 8080, rsvd */
@@ -386,7 +386,7 @@ static const uint8_t lease_req_bytes[] = {
 };
 
 static const uint8_t lease_rep_bytes[] = {
-	0x50, 0x52, 0x54, 0x44, 0x01, 0x00, 0x01, 0x80, /* magic, version 1, LEASE | REPLY */
+	0x50, 0x52, 0x54, 0x44, 0x02, 0x00, 0x01, 0x80, /* magic, version 2, LEASE | REPLY */
 	0x32, 0x00, 0x00, 0x00, 0x2a, 0x00, 0x00, 0x00, /* length 50, id 42 */
 	0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* result OK, detail 0 */
 	0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* lease id 7 */
@@ -669,6 +669,12 @@ static void test_lease_req_checks(void **state)
 
 	/* Unknown flag bits, in every byte of the field. */
 	expect_byte_rejected("lease_req", 0, PORTD_LEASE_F_ALL + 1);
+	/* PORTSERVER is defined, but only for replies: the daemon sets it, a client never may. */
+	expect_byte_rejected("lease_req", 0, PORTD_LEASE_F_PORTSERVER);
+	expect_byte_accepted("lease_req", 0, PORTD_LEASE_F_REQUEST);
+	m = lease_req_sample;
+	m.flags = PORTD_LEASE_F_PORTSERVER;
+	assert_int_equal(proto_encode_lease_req(buf, sizeof(buf), 1, &m), -EINVAL);
 	expect_byte_rejected("lease_req", 1, 1);
 	expect_byte_rejected("lease_req", 3, 0x80);
 	expect_byte_accepted("lease_req", 0, 0);
@@ -821,7 +827,7 @@ static void test_lease_rep_checks(void **state)
 	m.transport = 0;
 	assert_int_equal(proto_encode_lease_rep(buf, sizeof(buf), 1, &m), -EINVAL);
 	m = lease_rep_sample;
-	m.flags = 8;
+	m.flags = PORTD_LEASE_F_ALL + 1;
 	assert_int_equal(proto_encode_lease_rep(buf, sizeof(buf), 1, &m), -EINVAL);
 }
 
@@ -1053,6 +1059,7 @@ static void test_list_malformed(void **state)
 	expect_byte_rejected("list_rep", 16 + 32, 0);
 	expect_byte_rejected("list_rep", 16 + 32, 4);
 	expect_byte_rejected("list_rep", 16 + 28, PORTD_LEASE_F_ALL + 1);
+	expect_byte_accepted("list_rep", 16 + 28, PORTD_LEASE_F_PORTSERVER);
 	encode_case(c);
 	BODY[16 + 40] = BODY[16 + 41] = 0; /* port 0 */
 	assert_int_equal(proto_decode_list_rep(BODY, full, &count, &more, &it), -EBADMSG);

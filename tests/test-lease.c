@@ -585,6 +585,45 @@ static void expect_ids(const struct lease_table *t, uint64_t after, const uint64
 	assert_null(l);
 }
 
+/* A lease without a deadline: never expires, arms no timer, counts in the quotas, restores as such. */
+static void test_untimed(void **state)
+{
+	struct lease_limits lim = lim_default;
+	struct lease_table *t;
+	struct lease *u, *v, *a, *r;
+
+	lim.max_per_uid = 2;
+	t = table(&lim);
+	u = mk(1000, 40000, PORTD_TCP);
+	assert_int_equal(lease_table_add_untimed(t, u), LEASE_OK);
+	assert_int_not_equal(u->id, 0);
+	assert_int_equal(u->ttl_s, 0);
+	assert_true(u->deadline == LEASE_NO_DEADLINE);
+	assert_true(lease_table_next_deadline(t) == UINT64_MAX); /* nothing to time */
+	assert_true(lease_expires_in(t, u) == LEASE_NO_DEADLINE);
+
+	a = add(t, 1000, 40001, PORTD_TCP, 10);
+	assert_true(lease_table_next_deadline(t) == fake_now + 10000); /* the timed one, not u */
+	v = mk(1000, 40002, PORTD_TCP);
+	assert_int_equal(lease_table_add_untimed(t, v), LEASE_E_QUOTA_UID);
+	lease_free(v);
+
+	fake_now += 10000;
+	assert_ptr_equal(lease_table_pop_expired(t, fake_now), a);
+	lease_free(a);
+	fake_now = UINT64_MAX - 1; /* the end of time: still not expired */
+	assert_null(lease_table_pop_expired(t, fake_now));
+	assert_ptr_equal(lease_table_find(t, u->id), u);
+
+	/* Restored with no deadline: ttl stays 0 (not the default). */
+	r = mk(1000, 40003, PORTD_TCP);
+	r->id = 99;
+	assert_int_equal(lease_table_restore(t, r, LEASE_NO_DEADLINE), LEASE_OK);
+	assert_int_equal(r->ttl_s, 0);
+	assert_true(lease_expires_in(t, r) == LEASE_NO_DEADLINE);
+	free_table(t);
+}
+
 static void test_iterate_id_order(void **state)
 {
 	struct lease_table *t = table(NULL);
@@ -850,6 +889,7 @@ int main(void)
 		cmocka_unit_test_setup(test_next_deadline, setup),
 		cmocka_unit_test_setup(test_expires_in_and_clamp, setup),
 		cmocka_unit_test_setup(test_restore, setup),
+		cmocka_unit_test_setup(test_untimed, setup),
 		cmocka_unit_test_setup(test_iterate_id_order, setup),
 		cmocka_unit_test_setup(test_may_access, setup),
 		cmocka_unit_test_setup(test_remove_twice, setup),

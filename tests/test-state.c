@@ -108,6 +108,32 @@ static void test_roundtrip(void **state)
 	lease_table_free(t, free_lease, NULL);
 }
 
+/* A portserver lease: its flag, no deadline, and its tied pid come back. */
+static void test_portserver_lease(void **state)
+{
+	struct lease_table *t = lease_table_new(&lim, &clk);
+	struct lease *a = lease_alloc(1);
+	uint64_t next = 0;
+	unsigned bad = 9;
+
+	a->uid = 1000;
+	a->pid = 41;
+	a->flags = PORTD_LEASE_F_PORTSERVER;
+	a->transport = PORTD_TCP;
+	a->tied_pid = 42;
+	a->ports[0] = (struct lease_port){ 40002, PORTD_TCP, 7 };
+	assert_int_equal(lease_table_add_untimed(t, a), LEASE_OK);
+	assert_int_equal(state_save(path, t, start_of, NULL), 0);
+	assert_int_equal(state_load(path, collect, NULL, &next, &bad), 1);
+	assert_int_equal(bad, 0);
+	assert_int_equal(got[0].flags, PORTD_LEASE_F_PORTSERVER);
+	assert_int_equal(got[0].ttl_s, 0);
+	assert_true(got[0].deadline == LEASE_NO_DEADLINE);
+	assert_int_equal(got[0].tied_pid, 42);
+	assert_int_equal(got[0].tied_start, 777);
+	lease_table_free(t, free_lease, NULL);
+}
+
 static void test_damage_skipped(void **state)
 {
 	uint64_t next;
@@ -153,6 +179,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_portserver_lease, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_damage_skipped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_atomic, setup, teardown),
 	};

@@ -4,9 +4,11 @@
 #
 # The run tests (tests/test-run.c) start real servers under `portctl run`:
 # redis-server, python3 (http.server) and systemd-socket-proxyd (package systemd).
+# The portserver tests and benchmark run portpicker's client and Debian's
+# portserver (package python3-portpicker).
 set -eu
 pkgs="meson ninja-build pkg-config gcc clang libclang-rt-14-dev libevent-dev libsystemd-dev libcmocka-dev"
-pkgs="$pkgs redis-server python3 systemd"
+pkgs="$pkgs redis-server python3 systemd python3-portpicker"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -11,11 +11,12 @@ import os
 import struct
 
 MAGIC = 0x44545250
-VERSION = 1
+VERSION = 2
 REPLY = 0x8000
 LEASE, RENEW, RELEASE, LIST, STATUS = 1, 2, 3, 4, 5
 TCP, UDP, BOTH = 1, 2, 3
-F_FD, F_TIE = 1, 2
+F_FD, F_TIE, F_PORTSERVER = 1, 2, 8
+NO_DEADLINE = 0xffffffffffffffff
 
 
 def msg(mtype, mid, body, version=VERSION):
@@ -72,6 +73,9 @@ SEEDS = {
         list_entry(2, 9000, 0, 1, 300, F_FD, BOTH, 0, [40001, 40002, 40003, 40004]),
         list_entry(9, 1, 1001, 0, 10, F_TIE, UDP, 555, list(range(50000, 50016))),
     ], True)),
+    'list-rep-portserver': msg(LIST | REPLY, 8, list_rep([
+        list_entry(10, NO_DEADLINE, 1000, 4242, 0, F_PORTSERVER, TCP, 4243, [20000]),
+    ], False)),
     'status-req': msg(STATUS, 9, b''),
     'status-rep': msg(STATUS | REPLY, 9, status_rep('0.1.0')),
     'status-rep-longver': msg(STATUS | REPLY, 9, status_rep('x' * 32)),
@@ -79,7 +83,7 @@ SEEDS = {
     'error-version': msg(RENEW | REPLY, 11, error(2, 1)),
     'error-badtype': msg(0x0042 | REPLY, 12, error(3, 0x42)),
     'error-unknown-result': msg(LIST | REPLY, 13, error(99, 0)),
-    'version-2': msg(LEASE, 14, lease_req(0, 0, 1, TCP, 0, 0), version=2),
+    'version-1': msg(LEASE, 14, lease_req(0, 0, 1, TCP, 0, 0), version=1),
 }
 
 
