@@ -63,10 +63,9 @@ void log_lease(enum log_level lvl, const char *event, uint64_t id, uint16_t port
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	if (!journal) {
+	if (journal)
+		sd_journal_send("MESSAGE=%s", line, "PRIORITY=%d", priorities[lvl], "PORTD_EVENT=%s",
+				event, "LEASE_ID=%" PRIu64, id, "PORT=%u", port, "OWNER_UID=%u", uid, NULL);
+	else
 		emit(lvl, line);
-		return;
-	}
-	sd_journal_send("MESSAGE=%s", line, "PRIORITY=%d", priorities[lvl], "PORTD_EVENT=%s", event,
-			"LEASE_ID=%" PRIu64, id, "PORT=%u", port, "OWNER_UID=%u", uid, NULL);
 }

@@ -351,6 +351,35 @@ static void raise_nofile(const struct options *o)
 }
 
 /*
+ * In kernel mode, past this many held ports portd stops asking bind(0) (whose
+ * search slows to milliseconds with thousands held, DESIGN.md) and picks from
+ * the ephemeral range itself.
+ */
+#define KERNEL_EXPLICIT_AFTER 4096
+
+static void setup_kernel_source(struct options *o)
+{
+	unsigned lo = 0, hi = 0;
+	FILE *f;
+
+	if (o->svc.ports.lo)
+		return;
+	f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "re");
+	if (f) {
+		if (fscanf(f, "%u %u", &lo, &hi) != 2)
+			lo = hi = 0;
+		fclose(f);
+	}
+	if (lo < 1 || hi > 65535 || lo > hi) {
+		log_warn("cannot read net.ipv4.ip_local_port_range: bind(0) stays in use at any scale");
+		return;
+	}
+	o->svc.ports.explicit_after = KERNEL_EXPLICIT_AFTER;
+	o->svc.ports.eph_lo = (uint16_t)lo;
+	o->svc.ports.eph_hi = (uint16_t)hi;
+}
+
+/*
  * Reserve the range (--reserve), or notice that the host reserved it already
  * (the sysctl.d drop-in): then number-only UDP leases are safe.
  */
@@ -522,6 +551,7 @@ static int daemon_start(struct daemon *d)
 	}
 	if (setup_reservation(&d->o, &d->res, &d->reserved) < 0)
 		return -1;
+	setup_kernel_source(&d->o);
 	fd = open_control(d);
 	if (fd < 0)
 		return -1;

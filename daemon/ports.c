@@ -56,6 +56,7 @@ struct port_source {
 	size_t rhead, rlen, rcap;
 
 	uint32_t cursor; /* range mode: next port to try, in [lo, hi] */
+	uint32_t eph_cursor; /* kernel mode past explicit_after: next in [eph_lo, eph_hi] */
 };
 
 static bool bit_get(const uint64_t *map, uint32_t p)
@@ -105,7 +106,8 @@ struct port_source *ports_new(const struct ports_config *cfg, const struct clock
 {
 	struct port_source *ps;
 
-	if ((cfg->lo == 0) != (cfg->hi == 0) || cfg->lo > cfg->hi || !b->bind || !b->close) {
+	if ((cfg->lo == 0) != (cfg->hi == 0) || cfg->lo > cfg->hi || !b->bind || !b->close ||
+	    (cfg->explicit_after && (!cfg->eph_lo || cfg->eph_lo > cfg->eph_hi))) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -116,6 +118,7 @@ struct port_source *ports_new(const struct ports_config *cfg, const struct clock
 	ps->clk = *clk;
 	ps->b = *b;
 	ps->cursor = cfg->lo;
+	ps->eph_cursor = cfg->eph_lo;
 	return ps;
 }
 
@@ -276,10 +279,11 @@ static uint32_t next_unblocked(const struct port_source *ps, uint8_t transport, 
 	return NONE;
 }
 
+/* Walk lo..hi from *cursor for a free port and bind it explicitly. */
 static int acquire_range(struct port_source *ps, uint8_t transport, const struct ports_filter *f,
-			 int *fd, uint16_t *port)
+			 uint32_t lo, uint32_t hi, uint32_t *cursor, int *fd, uint16_t *port)
 {
-	uint32_t lo = ps->cfg.lo, hi = ps->cfg.hi, start = ps->cursor;
+	uint32_t start = *cursor;
 	/* Two segments: [cursor, hi], then wrap to [lo, cursor - 1]. */
 	uint32_t seg[2][2] = { { start, hi }, { lo, start - 1 } };
 
@@ -298,11 +302,11 @@ static int acquire_range(struct port_source *ps, uint8_t transport, const struct
 			r = bind_exact(ps, transport, (uint16_t)p, fd, port);
 
 			if (r == 0) {
-				ps->cursor = p == hi ? lo : p + 1;
+				*cursor = p == hi ? lo : p + 1;
 				return 0;
 			}
 			if (r != -EADDRINUSE) {
-				ps->cursor = p; /* try it first next time */
+				*cursor = p; /* try it first next time */
 				return r;
 			}
 			p++;
@@ -327,8 +331,12 @@ int ports_acquire_filtered(struct port_source *ps, uint8_t transport, uint16_t w
 			return -EADDRINUSE;
 		return bind_exact(ps, transport, want, fd, port);
 	}
-	return range ? acquire_range(ps, transport, f, fd, port)
-		     : acquire_kernel(ps, transport, f, fd, port);
+	if (range)
+		return acquire_range(ps, transport, f, ps->cfg.lo, ps->cfg.hi, &ps->cursor, fd, port);
+	if (ps->cfg.explicit_after && ps->nheld >= ps->cfg.explicit_after)
+		return acquire_range(ps, transport, f, ps->cfg.eph_lo, ps->cfg.eph_hi, &ps->eph_cursor,
+				     fd, port);
+	return acquire_kernel(ps, transport, f, fd, port);
 }
 
 int ports_acquire(struct port_source *ps, uint8_t transport, uint16_t want, int *fd, uint16_t *port)

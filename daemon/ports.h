@@ -38,6 +38,15 @@ struct ports_binder {
 struct ports_config {
 	uint16_t lo, hi;         /* 0, 0: the kernel chooses; else 1 <= lo <= hi */
 	uint32_t quarantine_ms;  /* 0: no quarantine */
+	/*
+	 * Kernel mode only: the kernel's bind(0) search gets slow with
+	 * thousands of ports held (DESIGN.md: 0.3-0.6 ms per call past about
+	 * 10,000). Once explicit_after ports are held, portd picks from the
+	 * ephemeral range eph_lo..eph_hi (net.ipv4.ip_local_port_range) itself
+	 * and binds explicitly, as in range mode. 0 = never.
+	 */
+	uint32_t explicit_after;
+	uint16_t eph_lo, eph_hi;
 };
 
 /* Kernel mode: bind(0) calls per ports_acquire() before giving up. */

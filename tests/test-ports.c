@@ -756,6 +756,38 @@ static void test_cancel_no_quarantine(void **state)
 	ports_free(ps);
 }
 
+/* Kernel mode at scale: past explicit_after held ports, portd walks the ephemeral range itself. */
+static void test_kernel_explicit_after(void **state)
+{
+	const struct ports_config cfg = { .quarantine_ms = 0, .explicit_after = 2,
+					  .eph_lo = 50000, .eph_hi = 50003 };
+	const struct ports_binder b = { .bind = fake_bind, .close = fake_close, .ctx = k };
+	struct port_source *ps = ports_new(&cfg, &clk, &b);
+
+	(void)state;
+	assert_non_null(ps);
+	script((const uint16_t[]){ 50000, 50003 }, 2);
+	take(ps, PORTD_TCP, 0, 50000); /* bind(0) */
+	take(ps, PORTD_TCP, 0, 50003); /* bind(0) */
+	assert_int_equal(k->nscript, k->pos);
+	/* Two held: no more bind(0) (the script is empty); explicit, skipping held and busy ports. */
+	k->busy[PORTD_TCP - 1][50001] = true;
+	take(ps, PORTD_TCP, 0, 50002);
+	assert_int_equal(fail_take(ps, PORTD_TCP, 0), -EADDRNOTAVAIL);
+	/* Below the threshold again, the kernel chooses again. */
+	ports_release(ps, PORTD_TCP, 50000);
+	ports_release(ps, PORTD_TCP, 50002);
+	script((const uint16_t[]){ 50001 }, 1);
+	k->busy[PORTD_TCP - 1][50001] = false;
+	take(ps, PORTD_TCP, 0, 50001);
+	assert_int_equal(k->nscript, k->pos);
+	ports_free(ps);
+
+	/* explicit_after needs a valid ephemeral range. */
+	const struct ports_config bad = { .explicit_after = 2, .eph_lo = 0, .eph_hi = 0 };
+	assert_null(ports_new(&bad, &clk, &b));
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -787,6 +819,7 @@ int main(void)
 		T(test_filter_kernel),
 		T(test_filter_range),
 		T(test_cancel_no_quarantine),
+		T(test_kernel_explicit_after),
 	};
 #undef T
 
