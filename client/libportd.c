@@ -664,14 +664,17 @@ static int call(struct portd *p, const struct req *q, struct portd_reply *r, con
 	if (ret < 0)
 		return ret;
 
+	/*
+	 * Wait first: the reply is almost never there yet when the request has
+	 * just been sent, so a receive first would cost a failed syscall.
+	 */
 	for (;;) {
+		ret = wait_ready(p->fd, POLLIN, d);
+		if (ret < 0)
+			return ret;
 		ret = portd_recv(p, r);
-		if (ret == -EAGAIN) {
-			ret = wait_ready(p->fd, POLLIN, d);
-			if (ret < 0)
-				return ret;
+		if (ret == -EAGAIN)
 			continue;
-		}
 		if (ret < 0)
 			return ret;
 		if (r->req_id == id)

@@ -68,6 +68,7 @@ void conn_free(struct conn *c)
 		event_free(c->rd);
 	if (c->wr)
 		event_free(c->wr);
+	service_caller_done(c->svc, &c->who);
 	if (c->who.pidfd >= 0)
 		close(c->who.pidfd);
 	if (c->fd >= 0)

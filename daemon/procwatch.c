@@ -22,6 +22,8 @@ struct proc {
 	uint64_t start;       /* start time, to tell a reused pid from this process */
 	bool dying;           /* exit handling is running: detach must not free */
 	bool mortal;          /* checked: not init, not a kernel thread */
+	unsigned refs;        /* holders besides its leases (a connection of the process) */
+	struct proc *dying_next; /* on pw->dying once exited, until freed */
 	struct event *ev;
 	struct lease *leases; /* linked through lease->tie_prev/tie_next */
 	struct procwatch *pw;
@@ -35,6 +37,8 @@ struct procwatch {
 	/* Open addressing on pid with linear probing; tombstone-free deletion by backward shift. */
 	struct proc **procs;
 	size_t cap, count;
+	/* Exited: out of the hash, kept while leases are being ended or references remain. */
+	struct proc *dying;
 };
 
 static size_t slot_of(const struct procwatch *pw, pid_t pid)
@@ -106,6 +110,15 @@ static void pw_remove(struct procwatch *pw, struct proc *p)
 	}
 }
 
+static void dying_unlink(struct procwatch *pw, struct proc *p)
+{
+	for (struct proc **pp = &pw->dying; *pp; pp = &(*pp)->dying_next)
+		if (*pp == p) {
+			*pp = p->dying_next;
+			return;
+		}
+}
+
 static void proc_free(struct proc *p)
 {
 	if (!p)
@@ -117,14 +130,30 @@ static void proc_free(struct proc *p)
 	free(p);
 }
 
+/*
+ * The process has exited: end its leases, a batch per turn of the loop
+ * (exited() ends at most a batch; the pidfd stays readable, so the event
+ * comes back while leases remain), then free the watch.
+ */
 static void proc_exit_now(struct proc *p)
 {
 	struct procwatch *pw = p->pw;
 
-	p->dying = true;
-	pw_remove(pw, p);
+	if (!p->dying) {
+		p->dying = true;
+		pw_remove(pw, p); /* a new process with this pid gets a new watch */
+		p->dying_next = pw->dying;
+		pw->dying = p;
+	}
 	pw->exited(p, pw->ctx);
-	proc_free(p);
+	if (p->leases && event_add(p->ev, NULL) == 0)
+		return;
+	while (p->leases) /* could not re-arm: finish now */
+		pw->exited(p, pw->ctx);
+	if (!p->refs) {
+		dying_unlink(pw, p);
+		proc_free(p);
+	}
 }
 
 static void proc_on_exit(evutil_socket_t fd, short what, void *arg)
@@ -155,6 +184,11 @@ void procwatch_free(struct procwatch *pw)
 		return;
 	for (size_t i = 0; i < pw->cap; i++)
 		proc_free(pw->procs[i]);
+	while (pw->dying) {
+		struct proc *p = pw->dying;
+		pw->dying = p->dying_next;
+		proc_free(p);
+	}
 	free(pw->procs);
 	free(pw);
 }
@@ -241,11 +275,29 @@ uint64_t proc_start(const struct proc *p) { return p->start; }
 
 void procwatch_put(struct procwatch *pw, struct proc *p)
 {
-	if (p && !p->leases && !p->dying) {
-		pw_remove(pw, p);
+	if (!p || p->leases || p->refs || p->dying)
+		return;
+	pw_remove(pw, p);
+	proc_free(p);
+}
+
+void proc_ref(struct proc *p) { p->refs++; }
+
+void proc_unref(struct procwatch *pw, struct proc *p)
+{
+	if (!p || !p->refs)
+		return;
+	p->refs--;
+	if (!p->dying) {
+		procwatch_put(pw, p);
+	} else if (!p->refs && !p->leases) {
+		/* Exit handling is done (no lease left to end): nobody needs it now. */
+		dying_unlink(pw, p);
 		proc_free(p);
 	}
 }
+
+bool proc_exited(const struct proc *p) { return p->dying; }
 
 uint64_t procwatch_start_time(pid_t pid)
 {

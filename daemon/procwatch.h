@@ -23,7 +23,11 @@ struct lease;
 struct proc;
 struct procwatch;
 
-/* exited() must end (and so detach) every lease tied to p; p is freed after it returns. */
+/*
+ * exited() ends (and so detaches) leases tied to p: all of them, or a batch;
+ * it is called again on the next turn of the loop while any remain, and p
+ * is freed once none do.
+ */
 typedef void (*procwatch_exited_fn)(struct proc *p, void *ctx);
 
 struct procwatch *procwatch_new(struct event_base *base, procwatch_exited_fn exited, void *ctx);
@@ -62,8 +66,19 @@ struct lease *proc_first_lease(const struct proc *p);
 pid_t proc_pid(const struct proc *p);
 /* The process's start time (procwatch_start_time() when the watch was made). */
 uint64_t proc_start(const struct proc *p);
-/* Free p if no lease is tied to it (a watch made but not used). */
+/* Free p if no lease is tied to it and nobody holds a reference (a watch made but not used). */
 void procwatch_put(struct procwatch *pw, struct proc *p);
+
+/*
+ * References besides tied leases: a connection keeps the watch of its own
+ * process while it is open, so a client that leases and releases over and
+ * over does not rebuild it (a pidfd, a /proc read, an epoll update) each
+ * time. After the process has exited, the watch lives on, empty, until the
+ * last reference goes.
+ */
+void proc_ref(struct proc *p);
+void proc_unref(struct procwatch *pw, struct proc *p);
+bool proc_exited(const struct proc *p);
 
 /* Who a process is, for deciding whether a lease may be tied to it. */
 struct proc_info {

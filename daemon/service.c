@@ -129,12 +129,14 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	service_expire(s);
 }
 
+/* A batch per turn of the loop, like expiry: thousands of tied leases must not stall it. */
 static void on_proc_exit(struct proc *p, void *arg)
 {
 	struct service *s = arg;
 	struct lease *l;
+	int n = 0;
 
-	while ((l = proc_first_lease(p)))
+	while (n++ < EXPIRE_BATCH && (l = proc_first_lease(p)))
 		lease_end(s, l, END_EXIT);
 	service_rearm(s);
 }
@@ -447,7 +449,7 @@ static struct lease *lease_make(struct service *s, const struct caller *c, const
 	return l;
 }
 
-static void op_lease(struct service *s, const struct caller *c, const struct proto_hdr *h,
+static void op_lease(struct service *s, struct caller *c, const struct proto_hdr *h,
 		     const uint8_t *body, size_t blen, struct reply *r)
 {
 	struct proto_lease_req m;
@@ -493,6 +495,8 @@ static void op_lease(struct service *s, const struct caller *c, const struct pro
 	} else if (m.flags & PORTD_LEASE_F_TIE) {
 		plan.tie_pid = c->pid;
 		plan.tie_pidfd = c->pidfd;
+		if (c->watch && !proc_exited(c->watch))
+			plan.tie_proc = c->watch;
 	}
 	l = lease_make(s, c, &plan, &res, &detail);
 	if (pidfd >= 0)
@@ -500,6 +504,11 @@ static void op_lease(struct service *s, const struct caller *c, const struct pro
 	if (!l) {
 		reply_error(r, h->type, h->id, res, detail);
 		return;
+	}
+	/* Keep the connection's own watch: its next tied lease needs no new pidfd. */
+	if ((m.flags & PORTD_LEASE_F_TIE) && !c->watch && l->watch) {
+		c->watch = l->watch;
+		proc_ref(c->watch);
 	}
 
 	rep.id = l->id;
@@ -604,7 +613,7 @@ int service_lease_for_pid(struct service *s, const struct caller *c, pid_t pid, 
 }
 
 /* The caller's view of lease id: found and accessible, or an error reply. */
-static struct lease *lookup(struct service *s, const struct caller *c, const struct proto_hdr *h,
+static struct lease *lookup(struct service *s, struct caller *c, const struct proto_hdr *h,
 			    uint64_t id, struct reply *r)
 {
 	struct lease *l = lease_table_find(s->leases, id);
@@ -620,7 +629,7 @@ static struct lease *lookup(struct service *s, const struct caller *c, const str
 	return l;
 }
 
-static void op_renew(struct service *s, const struct caller *c, const struct proto_hdr *h,
+static void op_renew(struct service *s, struct caller *c, const struct proto_hdr *h,
 		     const uint8_t *body, size_t blen, struct reply *r)
 {
 	struct proto_renew_req m;
@@ -654,7 +663,7 @@ static void op_renew(struct service *s, const struct caller *c, const struct pro
 	service_rearm(s);
 }
 
-static void op_release(struct service *s, const struct caller *c, const struct proto_hdr *h,
+static void op_release(struct service *s, struct caller *c, const struct proto_hdr *h,
 		       const uint8_t *body, size_t blen, struct reply *r)
 {
 	struct proto_release_req m;
@@ -683,7 +692,7 @@ static void op_release(struct service *s, const struct caller *c, const struct p
 	service_rearm(s);
 }
 
-static void op_list(struct service *s, const struct caller *c, const struct proto_hdr *h,
+static void op_list(struct service *s, struct caller *c, const struct proto_hdr *h,
 		    const uint8_t *body, size_t blen, struct reply *r)
 {
 	struct proto_list_req m;
@@ -728,7 +737,7 @@ static void op_list(struct service *s, const struct caller *c, const struct prot
 	r->len = len;
 }
 
-static void op_status(struct service *s, const struct caller *c, const struct proto_hdr *h,
+static void op_status(struct service *s, struct caller *c, const struct proto_hdr *h,
 		      const uint8_t *body, size_t blen, struct reply *r)
 {
 	const struct lease_limits *lim = lease_table_limits(s->leases);
@@ -760,7 +769,7 @@ static void op_status(struct service *s, const struct caller *c, const struct pr
 	r->len = n > 0 ? (size_t)n : 0;
 }
 
-typedef void (*op_fn)(struct service *, const struct caller *, const struct proto_hdr *,
+typedef void (*op_fn)(struct service *, struct caller *, const struct proto_hdr *,
 		      const uint8_t *, size_t, struct reply *);
 
 static const op_fn ops[] = {
@@ -771,7 +780,7 @@ static const op_fn ops[] = {
 	[PORTD_MSG_STATUS] = op_status,
 };
 
-void service_handle(struct service *s, const struct caller *c, const void *msg, size_t len,
+void service_handle(struct service *s, struct caller *c, const void *msg, size_t len,
 		    size_t nfds, struct reply *r)
 {
 	struct proto_hdr h = { 0 };
@@ -797,6 +806,12 @@ void service_handle(struct service *s, const struct caller *c, const void *msg, 
 		return;
 	}
 	ops[h.type](s, c, &h, proto_body(msg), len - PORTD_HDR_SIZE, r);
+}
+
+void service_caller_done(struct service *s, struct caller *c)
+{
+	proc_unref(s->procs, c->watch);
+	c->watch = NULL;
 }
 
 void service_abort_lease(struct service *s, uint64_t id)

@@ -24,6 +24,7 @@
 #include "protocol.h"
 
 struct event_base;
+struct proc;
 
 struct service_config {
 	struct lease_limits limits;
@@ -42,6 +43,7 @@ struct caller {
 	uint32_t gid;
 	pid_t pid;
 	int pidfd; /* the connecting process, or -1 (then pidfd_open(pid) is used) */
+	struct proc *watch; /* its process watch, referenced once a lease is tied to it; NULL before */
 };
 
 struct reply {
@@ -61,7 +63,7 @@ struct service *service_new(struct event_base *base, const struct service_config
 void service_free(struct service *s);
 
 /* Handle one request datagram of len bytes that arrived with nfds fds attached. */
-void service_handle(struct service *s, const struct caller *c, const void *msg, size_t len,
+void service_handle(struct service *s, struct caller *c, const void *msg, size_t len,
 		    size_t nfds, struct reply *r);
 
 /*
@@ -72,6 +74,9 @@ void service_handle(struct service *s, const struct caller *c, const void *msg, 
  * Returns the port (> 0) with *id set, or a negative PORTD_R_* saying why not.
  */
 int service_lease_for_pid(struct service *s, const struct caller *c, pid_t pid, uint64_t *id);
+
+/* The connection of c closes: drop its reference to its process's watch. */
+void service_caller_done(struct service *s, struct caller *c);
 
 /* End a lease whose reply could not be delivered (the client never got it). */
 void service_abort_lease(struct service *s, uint64_t id);

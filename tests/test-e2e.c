@@ -1195,6 +1195,44 @@ static void t_restart_state(void **state)
 	daemon_stop(&d);
 }
 
+/* Thousands of leases tied to one process end when it exits, over several batches of the loop. */
+static void t_tied_many(void **state)
+{
+	enum { N = 1500 }; /* about three batches of 512 */
+	struct daemon_proc d = { 0 };
+	int pp[2], status;
+
+	daemon_start(&d, "--max-leases-per-uid", "4096", NULL);
+	int base = count_fds(d.pid);
+	assert_int_equal(pipe(pp), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct portd *q = NULL;
+		struct portd_lease_opts o = PORTD_LEASE_OPTS_INIT;
+		struct portd_lease l;
+		int n = 0;
+		if (portd_connect(d.sock, &q))
+			_exit(3);
+		o.flags = PORTD_FLAG_TIE; /* number leases tied to this process */
+		for (int i = 0; i < N; i++)
+			n += portd_lease(q, &o, &l, T) == 0;
+		_exit(write(pp[1], &n, sizeof(n)) == sizeof(n) ? 0 : 4);
+	}
+	close(pp[1]);
+	int n = 0;
+	assert_int_equal(read(pp[0], &n, sizeof(n)), (ssize_t)sizeof(n));
+	close(pp[0]);
+	assert_int_equal(n, N);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_int_equal(status, 0);
+	struct portd *p = connect_ok(&d);
+	assert_true(wait_count(p, 0, 10000));
+	portd_disconnect(p);
+	assert_true(wait_fds(d.pid, base, 5000));
+	daemon_stop(&d);
+}
+
 /* The README's C example runs as written. */
 static void t_readme_example(void **state)
 {
@@ -1223,6 +1261,7 @@ int main(void)
 		cmocka_unit_test_teardown(t_other_uid, daemons_teardown),
 		cmocka_unit_test_teardown(t_thousand_and_fds, daemons_teardown),
 		cmocka_unit_test_teardown(t_tied_to_process, daemons_teardown),
+		cmocka_unit_test_teardown(t_tied_many, daemons_teardown),
 		cmocka_unit_test_teardown(t_protocol_errors, daemons_teardown),
 		cmocka_unit_test_teardown(t_range_and_quarantine, daemons_teardown),
 		cmocka_unit_test_teardown(t_portctl_cli, daemons_teardown),
