@@ -126,38 +126,6 @@ static void usage(FILE *f)
 		MAX_CLIENTS);
 }
 
-static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
-{
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || end == s || *end || v < min || v > max)
-		return -1;
-	*out = (unsigned)v;
-	return 0;
-}
-
-static const char *default_portd(void)
-{
-	static char path[PATH_MAX];
-	ssize_t n;
-	char *slash;
-
-	if (getenv("PORTD_BIN") && *getenv("PORTD_BIN"))
-		return getenv("PORTD_BIN");
-	n = readlink("/proc/self/exe", path, sizeof(path) - 1);
-	if (n <= 0)
-		return "portd";
-	path[n] = '\0';
-	slash = strrchr(path, '/');
-	if (!slash || (size_t)(slash - path) + sizeof("/../daemon/portd") > sizeof(path))
-		return "portd";
-	strcpy(slash, "/../daemon/portd");
-	return path;
-}
-
 static int parse_args(int argc, char **argv, struct opts *o)
 {
 	enum { O_SECONDS = 256, O_CLIENTS, O_PER, O_REPEAT, O_ONLY, O_PORTD, O_PS, O_HOST };
@@ -178,7 +146,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
 		case O_SECONDS:
-			if (parse_uint(optarg, 1, 600, &o->seconds) < 0)
+			if (race_parse_uint(optarg, 1, 600, &o->seconds) < 0)
 				goto bad;
 			break;
 		case O_CLIENTS: {
@@ -189,18 +157,18 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			o->ncounts = 0;
 			for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
 				if (o->ncounts == MAX_COUNTS ||
-				    parse_uint(tok, 1, MAX_CLIENTS, &o->counts[o->ncounts++]) < 0)
+				    race_parse_uint(tok, 1, MAX_CLIENTS, &o->counts[o->ncounts++]) < 0)
 					goto bad;
 			if (!o->ncounts)
 				goto bad;
 			break;
 		}
 		case O_PER:
-			if (parse_uint(optarg, 1, 1000000, &o->per_client) < 0)
+			if (race_parse_uint(optarg, 1, 1000000, &o->per_client) < 0)
 				goto bad;
 			break;
 		case O_REPEAT:
-			if (parse_uint(optarg, 1, MAX_REPEAT, &o->repeat) < 0)
+			if (race_parse_uint(optarg, 1, MAX_REPEAT, &o->repeat) < 0)
 				goto bad;
 			break;
 		case O_ONLY: {
@@ -235,7 +203,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		return -1;
 	}
 	if (!o->portd)
-		o->portd = default_portd();
+		o->portd = race_default_portd();
 	return 0;
 bad:
 	fprintf(stderr, "portserver-bench: bad value '%s'. Try 'portserver-bench --help'.\n", optarg);

@@ -63,39 +63,6 @@ static int bad(const char *opt, const char *val)
 	return -1;
 }
 
-static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
-{
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || end == s || *end || v < min || v > max)
-		return -1;
-	*out = (unsigned)v;
-	return 0;
-}
-
-/* ../daemon/portd beside this executable, as in a meson build directory. */
-static const char *default_portd(void)
-{
-	static char path[PATH_MAX];
-	ssize_t n;
-	char *slash;
-
-	if (getenv("PORTD_BIN") && *getenv("PORTD_BIN"))
-		return getenv("PORTD_BIN");
-	n = readlink("/proc/self/exe", path, sizeof(path) - 1);
-	if (n <= 0)
-		return "portd";
-	path[n] = '\0';
-	slash = strrchr(path, '/');
-	if (!slash || (size_t)(slash - path) + sizeof("/../daemon/portd") > sizeof(path))
-		return "portd";
-	strcpy(slash, "/../daemon/portd");
-	return path;
-}
-
 static int parse_args(int argc, char **argv, struct opts *o)
 {
 	enum { O_WORKERS = 256, O_SECONDS, O_RANGE, O_PORTD, O_PRANGE, O_POOL, O_CONNS, O_HOST };
@@ -118,11 +85,11 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
 		case O_WORKERS:
-			if (parse_uint(optarg, 1, RACE_MAX_WORKERS, &o->cfg.workers) < 0)
+			if (race_parse_uint(optarg, 1, RACE_MAX_WORKERS, &o->cfg.workers) < 0)
 				return bad("--workers", optarg);
 			break;
 		case O_SECONDS:
-			if (parse_uint(optarg, 1, 3600, &v) < 0)
+			if (race_parse_uint(optarg, 1, 3600, &v) < 0)
 				return bad("--seconds", optarg);
 			o->cfg.duration_ms = v * 1000;
 			break;
@@ -139,11 +106,11 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				return bad("--portd-range", optarg);
 			break;
 		case O_POOL:
-			if (parse_uint(optarg, 1, 100000, &o->cfg.hammer_pool) < 0)
+			if (race_parse_uint(optarg, 1, 100000, &o->cfg.hammer_pool) < 0)
 				return bad("--hammer-pool", optarg);
 			break;
 		case O_CONNS:
-			if (parse_uint(optarg, 1, 100000, &o->cfg.hammer_conns) < 0)
+			if (race_parse_uint(optarg, 1, 100000, &o->cfg.hammer_conns) < 0)
 				return bad("--hammer-conns", optarg);
 			break;
 		case O_HOST:
@@ -169,7 +136,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	if (o->host_netns)
 		o->lo = o->hi = 0;
 	if (!o->portd)
-		o->portd = default_portd();
+		o->portd = race_default_portd();
 	return 0;
 }
 

@@ -299,26 +299,42 @@ void proc_unref(struct procwatch *pw, struct proc *p)
 
 bool proc_exited(const struct proc *p) { return p->dying; }
 
+/* Read /proc/PID/NAME into buf, NUL-terminated. Returns the length, or -ESRCH. */
+static ssize_t proc_read(pid_t pid, const char *name, char *buf, size_t len)
+{
+	char path[64];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -ESRCH;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n <= 0)
+		return -ESRCH;
+	buf[n] = '\0';
+	return n;
+}
+
+/* The fields of /proc/PID/stat after the command name, which may hold spaces and ')'. */
+static const char *stat_fields(const char *buf)
+{
+	const char *p = strrchr(buf, ')');
+	return p && p[1] ? p + 1 : NULL;
+}
+
 uint64_t procwatch_start_time(pid_t pid)
 {
-	char path[64], buf[1024], *p;
+	char buf[1024];
 	unsigned long long start = 0;
-	FILE *f;
-	size_t n;
+	const char *p;
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
-		return 0;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	/* The command name may hold spaces and parentheses: the fields follow the last ')'. */
-	p = strrchr(buf, ')');
-	if (!p || !p[1])
+	if (proc_read(pid, "stat", buf, sizeof(buf)) < 0 || !(p = stat_fields(buf)))
 		return 0;
 	/* From field 3 (state) on, starttime is field 22: skip 19 fields. */
-	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+	if (sscanf(p, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
 		   &start) != 1)
 		return 0;
 	return start;
@@ -340,19 +356,10 @@ struct pidfd_info_v0 {
 /* The real uid from /proc/PID/status ("Uid:\treal\teffective..."). */
 static int status_uid(pid_t pid, uint32_t *uid)
 {
-	char path[64], buf[2048], *p;
-	ssize_t n;
-	int fd;
+	char buf[2048], *p;
 
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (proc_read(pid, "status", buf, sizeof(buf)) < 0)
 		return -ESRCH;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -ESRCH;
-	buf[n] = '\0';
 	p = strstr(buf, "\nUid:");
 	if (!p || sscanf(p + 5, "%" SCNu32, uid) != 1)
 		return -ESRCH;
@@ -362,28 +369,17 @@ static int status_uid(pid_t pid, uint32_t *uid)
 /* Kernel threads have no executable; a process's exe link may be unreadable to us, so check the flags then. */
 static int kthread_of(pid_t pid, bool *kthread)
 {
-	char path[64], buf[1024], *p;
+	char path[64], buf[1024];
+	const char *p;
 	unsigned flags;
-	ssize_t n;
-	int fd;
 
 	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
 	if (readlink(path, buf, sizeof(buf)) >= 0) {
 		*kthread = false;
 		return 0;
 	}
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -ESRCH;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -ESRCH;
-	buf[n] = '\0';
-	/* The command name may hold spaces and parentheses: the fields follow the last ')'. */
-	p = strrchr(buf, ')');
-	if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %u", &flags) != 1)
+	if (proc_read(pid, "stat", buf, sizeof(buf)) < 0 || !(p = stat_fields(buf)) ||
+	    sscanf(p, " %*c %*d %*d %*d %*d %*d %u", &flags) != 1)
 		return -ESRCH;
 	*kthread = (flags & PF_KTHREAD_FLAG) != 0;
 	return 0;

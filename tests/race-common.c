@@ -11,6 +11,7 @@
 #include "race-common.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -970,4 +971,36 @@ int race_daemon_stop(struct race_daemon *d)
 	unlink(d->sock);
 	rmdir(d->dir);
 	return r;
+}
+
+int race_parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || v < min || v > max)
+		return -1;
+	*out = (unsigned)v;
+	return 0;
+}
+
+const char *race_default_portd(void)
+{
+	static char path[PATH_MAX];
+	ssize_t n;
+	char *slash;
+
+	if (getenv("PORTD_BIN") && *getenv("PORTD_BIN"))
+		return getenv("PORTD_BIN");
+	n = readlink("/proc/self/exe", path, sizeof(path) - 1);
+	if (n <= 0)
+		return "portd";
+	path[n] = '\0';
+	slash = strrchr(path, '/');
+	if (!slash || (size_t)(slash - path) + sizeof("/../daemon/portd") > sizeof(path))
+		return "portd";
+	strcpy(slash, "/../daemon/portd");
+	return path;
 }

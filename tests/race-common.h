@@ -116,6 +116,10 @@ int race_port_range_get(uint16_t *lo, uint16_t *hi);
 int race_port_range_set(uint16_t lo, uint16_t hi);
 /* "LO-HI" with 1 <= LO <= HI <= 65535. 0 or -EINVAL. */
 int race_parse_range(const char *s, uint16_t *lo, uint16_t *hi);
+/* A whole decimal number in [min, max]: 0, or -1. */
+int race_parse_uint(const char *s, unsigned min, unsigned max, unsigned *out);
+/* $PORTD_BIN, else ../daemon/portd beside this executable (a meson build directory). */
+const char *race_default_portd(void);
 
 /* For the benchmark, which cannot use the cmocka harness in testutil.c. */
 
