@@ -1275,10 +1275,7 @@ int main(void)
 		cmocka_unit_test_teardown(t_restart_state, daemons_teardown),
 	};
 
-	signal(SIGPIPE, SIG_IGN);
-	if (getenv("PORTD_E2E_FILTER")) /* e.g. PORTD_E2E_FILTER='t_limits' */
-		cmocka_set_test_filter(getenv("PORTD_E2E_FILTER"));
-	private_netns = enter_private_netns();
+	private_netns = e2e_setup();
 	if (!private_netns)
 		fprintf(stderr, "# not root: running in the host's network namespace; range tests skipped\n");
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1111,10 +1111,7 @@ int main(void)
 		cmocka_unit_test_teardown(t_socket_activation, daemons_teardown),
 	};
 
-	signal(SIGPIPE, SIG_IGN);
-	if (getenv("PORTD_E2E_FILTER"))
-		cmocka_set_test_filter(getenv("PORTD_E2E_FILTER"));
-	private_netns = enter_private_netns();
+	private_netns = e2e_setup();
 	if (!private_netns)
 		fprintf(stderr, "# not root: running in the host's network namespace; range cases skipped\n");
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1099,10 +1099,7 @@ int main(void)
 		cmocka_unit_test_teardown(t_lease_pid_parent, run_teardown),
 	};
 
-	signal(SIGPIPE, SIG_IGN);
-	if (getenv("PORTD_E2E_FILTER")) /* e.g. PORTD_E2E_FILTER='t_run_redis' */
-		cmocka_set_test_filter(getenv("PORTD_E2E_FILTER"));
-	private_netns = enter_private_netns();
+	private_netns = e2e_setup();
 	if (!private_netns)
 		fprintf(stderr, "# not root: running in the host's network namespace; range tests skipped\n");
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -269,6 +269,14 @@ int portctl(const char *sock, char *out, size_t outlen, char *err, size_t errlen
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+bool e2e_setup(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	if (getenv("PORTD_E2E_FILTER"))
+		cmocka_set_test_filter(getenv("PORTD_E2E_FILTER"));
+	return enter_private_netns();
+}
+
 bool enter_private_netns(void)
 {
 	struct ifreq ifr = { 0 };

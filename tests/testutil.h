@@ -41,6 +41,12 @@ int portctl(const char *sock, char *out, size_t outlen, char *err, size_t errlen
 /* Monotonic milliseconds. */
 uint64_t now_ms(void);
 
+/*
+ * Start of an e2e test program: ignore SIGPIPE, honour PORTD_E2E_FILTER (a
+ * cmocka test name pattern, to run one test) and enter_private_netns().
+ */
+bool e2e_setup(void);
+
 /* Bring up lo in a private network namespace if we may (root); returns true if it did. */
 bool enter_private_netns(void);
 
