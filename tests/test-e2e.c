@@ -85,19 +85,6 @@ static bool wait_gone(struct portd *p, uint64_t id, int timeout_ms)
 	return !listed(p, id);
 }
 
-/* Wait (bounded) until the caller sees exactly n leases. */
-static bool wait_count(struct portd *p, int n, int timeout_ms)
-{
-	for (uint64_t end = now_ms() + (uint64_t)timeout_ms;; poll(NULL, 0, 10)) {
-		struct portd_lease_info *v = NULL;
-		int got = portd_list(p, &v, T);
-		free(v);
-		if (got == n)
-			return true;
-		if (now_ms() >= end)
-			return false;
-	}
-}
 
 /* Wait (bounded) until d no longer lists lease id, on a connection of its own. */
 static bool wait_gone_after(const struct daemon_proc *d, uint64_t id)
@@ -125,27 +112,6 @@ static bool wait_fds(pid_t pid, int want, int timeout_ms)
 	return false;
 }
 
-static int tcp_connect(int family, uint16_t port)
-{
-	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	int r;
-
-	assert_true(fd >= 0);
-	if (family == AF_INET) {
-		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port),
-					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-		r = connect(fd, (struct sockaddr *)&a, sizeof(a));
-	} else {
-		struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_port = htons(port),
-					  .sin6_addr = IN6ADDR_LOOPBACK_INIT };
-		r = connect(fd, (struct sockaddr *)&a, sizeof(a));
-	}
-	if (r < 0) {
-		close(fd);
-		return -errno;
-	}
-	return fd;
-}
 
 /* A listener on fd accepts a connection to port from IPv4 and IPv6 loopback. */
 static void assert_serves(int lfd, uint16_t port)

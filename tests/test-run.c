@@ -335,40 +335,9 @@ static bool find_lease(struct portd *p, uint64_t id, uint16_t port, struct portd
 	return found;
 }
 
-/* Wait (bounded) until the caller sees exactly n leases. */
-static bool wait_count(struct portd *p, int n, int timeout_ms)
-{
-	for (uint64_t end = now_ms() + (uint64_t)timeout_ms;; poll(NULL, 0, 5)) {
-		if (lease_count(p) == n)
-			return true;
-		if (now_ms() >= end)
-			return false;
-	}
-}
 
 /* ---- network ------------------------------------------------------------- */
 
-static int tcp_connect(int family, uint16_t port)
-{
-	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0), r;
-
-	assert_true(fd >= 0);
-	if (family == AF_INET) {
-		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port),
-					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-		r = connect(fd, (struct sockaddr *)&a, sizeof(a));
-	} else {
-		struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_port = htons(port),
-					  .sin6_addr = IN6ADDR_LOOPBACK_INIT };
-		r = connect(fd, (struct sockaddr *)&a, sizeof(a));
-	}
-	if (r < 0) {
-		r = -errno;
-		close(fd);
-		return r;
-	}
-	return fd;
-}
 
 /* Connect to a server that is starting up: retry refused connections until it listens (bounded). */
 static int wait_connect(int family, uint16_t port, int timeout_ms)

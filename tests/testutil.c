@@ -23,6 +23,8 @@
 
 #include <cmocka.h>
 
+#include "portd.h"
+
 #define MAX_ARGS 32
 #define MAX_DAEMONS 8
 
@@ -313,4 +315,40 @@ int try_bind_tcp(uint16_t port, bool reuseaddr, int *fd_out)
 	else
 		close(fd);
 	return r;
+}
+
+int tcp_connect(int family, uint16_t port)
+{
+	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0), r;
+
+	assert_true(fd >= 0);
+	if (family == AF_INET) {
+		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port),
+					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		r = connect(fd, (struct sockaddr *)&a, sizeof(a));
+	} else {
+		struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_port = htons(port),
+					  .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+		r = connect(fd, (struct sockaddr *)&a, sizeof(a));
+	}
+	if (r < 0) {
+		r = -errno; /* before close() can change errno */
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+bool wait_count(struct portd *p, int n, int timeout_ms)
+{
+	for (uint64_t end = now_ms() + (uint64_t)timeout_ms;; poll(NULL, 0, 5)) {
+		struct portd_lease_info *v = NULL;
+		int got = portd_list(p, &v, 5000);
+
+		free(v);
+		if (got == n)
+			return true;
+		if (now_ms() >= end)
+			return false;
+	}
 }

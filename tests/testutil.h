@@ -53,4 +53,11 @@ bool enter_private_netns(void);
 /* Can a socket with/without SO_REUSEADDR bind TCP [::]:port (dual-stack)? Returns 0 or -errno; *fd_out kept open if non-NULL. */
 int try_bind_tcp(uint16_t port, bool reuseaddr, int *fd_out);
 
+/* Connect TCP to 127.0.0.1 or [::1] (family) port: the fd, or -errno. */
+int tcp_connect(int family, uint16_t port);
+
+struct portd;
+/* Wait (bounded) until the caller sees exactly n leases in portd_list(). */
+bool wait_count(struct portd *p, int n, int timeout_ms);
+
 #endif
