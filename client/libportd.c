@@ -50,6 +50,7 @@ _Static_assert((PORTD_LEASE_F_REQUEST | PORTD_FLAG_PORTSERVER) == PORTD_LEASE_F_
 _Static_assert(PORTD_NO_DEADLINE == PORTD_LIST_NO_DEADLINE, "no deadline");
 _Static_assert(PORTD_MAX_EXCLUDE == PORTD_EXCLUDE_MAX, "max exclude");
 _Static_assert(PORTD_STATUS_RESERVED == PORTD_STATUS_F_RESERVED, "status reserved");
+_Static_assert(PORTD_STATUS_EPH_LOW == PORTD_STATUS_F_EPH_LOW, "status eph low");
 _Static_assert(PORTD_MAX_PORTS == PORTD_LEASE_PORTS_MAX, "max ports");
 _Static_assert(PORTD_MAX_FDS == PORTD_FDS_MAX, "max fds");
 _Static_assert(sizeof(((struct portd_status *)0)->version) ==
@@ -470,6 +471,11 @@ static void status_from_proto(struct portd_status *s, const struct proto_status 
 	s->flags = m->flags;
 	memcpy(s->version, m->version, sizeof(s->version));
 	s->version[sizeof(s->version) - 1] = '\0';
+	s->heap_bytes = m->heap_bytes;
+	s->open_fds = m->open_fds;
+	s->eph_lo = m->eph_lo;
+	s->eph_hi = m->eph_hi;
+	s->eph_in_use = m->eph_in_use;
 }
 
 static int list_decode(const uint8_t *body, size_t len, struct portd_reply *r)

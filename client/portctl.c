@@ -1803,6 +1803,8 @@ static int cmd_status(struct cli *c, struct portd *p)
 		json_uint(&j, "max_leases", s.max_leases);
 		json_uint(&j, "max_per_uid", s.max_per_uid);
 		json_uint(&j, "quarantine", s.quarantine);
+		json_uint(&j, "heap_bytes", s.heap_bytes);
+		json_uint(&j, "open_fds", s.open_fds);
 		json_close(&j, '}');
 		return EXIT_OK;
 	}
@@ -1814,6 +1816,8 @@ static int cmd_status(struct cli *c, struct portd *p)
 	printf("ports held:    %" PRIu32 "\n", s.ports_held);
 	printf("quarantined:   %" PRIu32 "\n", s.quarantined);
 	printf("connections:   %" PRIu32 "\n", s.connections);
+	printf("memory:        %" PRIu64 " KiB heap, %" PRIu32 " open fds\n",
+	       (s.heap_bytes + 1023) / 1024, s.open_fds);
 	if (s.range_lo)
 		printf("port source:   range %" PRIu16 "-%" PRIu16 "%s\n", s.range_lo, s.range_hi,
 		       (s.flags & PORTD_STATUS_RESERVED) ? " (reserved: UDP number leases possible)" : "");

@@ -36,7 +36,7 @@
 extern "C" {
 #endif
 
-#define PORTD_PROTOCOL_VERSION 2 /* the wire protocol this library speaks */
+#define PORTD_PROTOCOL_VERSION 3 /* the wire protocol this library speaks */
 #define PORTD_MAX_PORTS 16       /* most ports in one lease */
 #define PORTD_MAX_FDS 16         /* most fds in one lease reply */
 
@@ -133,9 +133,16 @@ struct portd_status {
 	uint32_t caller_leases;
 	uint32_t flags;     /* PORTD_STATUS_* */
 	char version[33];
+	uint64_t heap_bytes; /* the daemon's allocator bytes in use; 0: unknown */
+	uint32_t open_fds;   /* the daemon's open file descriptors */
+	/* The host's ephemeral range and how many of its ports are in use, at portd's last scan. */
+	uint16_t eph_lo, eph_hi; /* 0, 0: not scanned */
+	uint32_t eph_in_use;
 };
 /* The range is reserved from every process's automatic port selection (portd --reserve). */
 #define PORTD_STATUS_RESERVED 0x1u
+/* The host's ephemeral range is close to exhaustion. */
+#define PORTD_STATUS_EPH_LOW 0x2u
 
 /*
  * The control socket path: $PORTD_SOCKET if set and non-empty, else

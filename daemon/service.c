@@ -27,6 +27,7 @@
 #include "config.h"
 #include "log.h"
 #include "procwatch.h"
+#include "usage.h"
 #include "state.h"
 
 /* LIST reports the table's "no deadline" as it is. */
@@ -765,6 +766,8 @@ static void op_status(struct service *s, struct caller *c, const struct proto_hd
 	m.caller_leases = lease_table_uid_count(s->leases, c->uid);
 	m.flags = s->reserved ? PORTD_STATUS_F_RESERVED : 0;
 	snprintf(m.version, sizeof(m.version), "%s", PORTD_VERSION);
+	m.heap_bytes = usage_heap_bytes();
+	m.open_fds = usage_open_fds();
 	n = proto_encode_status_rep(r->buf, sizeof(r->buf), h->id, &m);
 	r->len = n > 0 ? (size_t)n : 0;
 }

@@ -443,6 +443,11 @@ ssize_t proto_encode_status_rep(void *buf, size_t cap, uint32_t id, const struct
 	put_u32(b + 60, m->flags);
 	/* At most 32 bytes, no terminator needed; the rest stays NUL (msg_start). */
 	memcpy(b + 64, m->version, strnlen(m->version, PORTD_VERSION_LEN));
+	put_u64(b + 96, m->heap_bytes);
+	put_u32(b + 104, m->open_fds);
+	put_u32(b + 108, m->eph_in_use);
+	put_u16(b + 112, m->eph_lo);
+	put_u16(b + 114, m->eph_hi);
 	return PORTD_HDR_SIZE + PORTD_STATUS_REP_SIZE;
 }
 
@@ -452,7 +457,8 @@ int proto_decode_status_rep(const void *body, size_t len, struct proto_status *m
 	size_t vlen;
 
 	memset(m, 0, sizeof(*m));
-	if (len != PORTD_STATUS_REP_SIZE || !ok_prefix(b) || (get_u32(b + 60) & ~PORTD_STATUS_F_ALL))
+	if (len != PORTD_STATUS_REP_SIZE || !ok_prefix(b) || (get_u32(b + 60) & ~PORTD_STATUS_F_ALL) ||
+	    get_u32(b + 116) != 0 || get_u16(b + 112) > get_u16(b + 114))
 		return -EBADMSG;
 	/* NUL padding means NUL: bytes after the string must all be zero. */
 	vlen = strnlen((const char *)b + 64, PORTD_VERSION_LEN);
@@ -473,6 +479,11 @@ int proto_decode_status_rep(const void *body, size_t len, struct proto_status *m
 	m->caller_leases = get_u32(b + 56);
 	m->flags = get_u32(b + 60);
 	memcpy(m->version, b + 64, vlen);
+	m->heap_bytes = get_u64(b + 96);
+	m->open_fds = get_u32(b + 104);
+	m->eph_in_use = get_u32(b + 108);
+	m->eph_lo = get_u16(b + 112);
+	m->eph_hi = get_u16(b + 114);
 	m->version[vlen] = '\0'; /* already zeroed; kept for the reader */
 	return 0;
 }

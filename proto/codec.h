@@ -108,6 +108,10 @@ struct proto_status {
 	uint32_t caller_leases;
 	uint32_t flags; /* PORTD_STATUS_F_* */
 	char version[PORTD_VERSION_LEN + 1]; /* always NUL-terminated after decode */
+	uint64_t heap_bytes;
+	uint32_t open_fds;
+	uint32_t eph_in_use;
+	uint16_t eph_lo, eph_hi;
 };
 
 /*

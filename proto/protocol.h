@@ -15,7 +15,11 @@
 #define PORTD_PROTOCOL_H
 
 #define PORTD_PROTO_MAGIC 0x44545250u /* bytes "PRTD" on the wire */
-#define PORTD_PROTO_VERSION 2 /* 2: PORTD_LEASE_F_PORTSERVER, leases without a deadline */
+#define PORTD_PROTO_VERSION 3
+/*
+ * 2: PORTD_LEASE_F_PORTSERVER, leases without a deadline.
+ * 3: STATUS reply of 120 bytes: heap, fds and the host's ephemeral range.
+ */
 
 #define PORTD_HDR_SIZE 16
 #define PORTD_MSG_MAX 16384 /* largest datagram either side sends or accepts */
@@ -170,7 +174,7 @@ enum portd_transport {
 
 /*
  * STATUS request body: empty.
- * STATUS reply body, OK (96 bytes):
+ * STATUS reply body, OK (120 bytes):
  *   0 u32 result, 4 u32 detail
  *   8 u64 uptime_ms
  *  16 u32 leases          live leases, all uids
@@ -187,11 +191,18 @@ enum portd_transport {
  *  56 u32 caller_leases   leases of the caller's uid
  *  60 u32 flags           PORTD_STATUS_F_*
  *  64 char version[32]    daemon version, NUL-padded
+ *  96 u64 heap_bytes      bytes the daemon's allocator has in use; 0 = unknown
+ * 104 u32 open_fds        file descriptors the daemon has open
+ * 108 u32 eph_in_use      ports of the host's ephemeral range in use (last scan)
+ * 112 u16 eph_lo          the host's ephemeral range at the last scan;
+ * 114 u16 eph_hi          0, 0 (and eph_in_use 0): not scanned
+ * 116 u32 reserved        0
  */
 #define PORTD_STATUS_F_RESERVED 0x1u /* the range is in net.ipv4.ip_local_reserved_ports */
-#define PORTD_STATUS_F_ALL 0x1u
+#define PORTD_STATUS_F_EPH_LOW 0x2u  /* the host's ephemeral range is close to exhaustion */
+#define PORTD_STATUS_F_ALL 0x3u
 #define PORTD_STATUS_REQ_SIZE 0
-#define PORTD_STATUS_REP_SIZE 96
+#define PORTD_STATUS_REP_SIZE 120
 #define PORTD_VERSION_LEN 32
 
 #define PORTD_RESULT_SIZE 8 /* result + detail: every reply's prefix */

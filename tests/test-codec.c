@@ -42,7 +42,9 @@ static const struct proto_status status_sample = {
 	.leases = 1, .ports_held = 2, .quarantined = 3, .connections = 4,
 	.max_leases = 5, .max_per_uid = 6, .default_ttl = 7, .max_ttl = 8,
 	.quarantine = 9, .range_lo = 10, .range_hi = 11, .caller_leases = 12,
-	.version = "0.1.0",
+	.flags = PORTD_STATUS_F_EPH_LOW, .version = "0.1.0",
+	.heap_bytes = 0x1112131415161718ull, .open_fds = 13, .eph_in_use = 14,
+	.eph_lo = 32768, .eph_hi = 60999,
 };
 
 static struct proto_lease_info list_entry(uint64_t id, uint16_t nports)
@@ -296,7 +298,7 @@ static void test_hdr_layout(void **state)
 {
 	static const uint8_t expect[] = {
 		0x50, 0x52, 0x54, 0x44, /* "PRTD" */
-		0x02, 0x00, 0x05, 0x80, /* version 2, STATUS | REPLY */
+		0x03, 0x00, 0x05, 0x80, /* version 3, STATUS | REPLY */
 		0x18, 0x00, 0x00, 0x00, /* length 24 */
 		0x78, 0x56, 0x34, 0x12, /* id */
 	};
@@ -378,7 +380,7 @@ static void test_hdr_length_mismatch(void **state)
 /* ---- exact bytes: the spec example (proto/PROTOCOL.md, "Worked example") ---- */
 
 static const uint8_t lease_req_bytes[] = {
-	0x50, 0x52, 0x54, 0x44, 0x02, 0x00, 0x01, 0x00, /* magic, version 2, type LEASE */
+	0x50, 0x52, 0x54, 0x44, 0x03, 0x00, 0x01, 0x00, /* magic, version 3, type LEASE */
 	0x28, 0x00, 0x00, 0x00, 0x2a, 0x00, 0x00, 0x00, /* length 40, id 42 */
 	0x03, 0x00, 0x00, 0x00, 0x2c, 0x01, 0x00, 0x00, /* flags FD|TIE, ttl 300 */
 	0x01, 0x00, 0x01, 0x00, 0x90, 0x1f, 0x00, 0x00, /* count 1, tcp, rsvd, port 8080, rsvd */
@@ -386,7 +388,7 @@ static const uint8_t lease_req_bytes[] = {
 };
 
 static const uint8_t lease_rep_bytes[] = {
-	0x50, 0x52, 0x54, 0x44, 0x02, 0x00, 0x01, 0x80, /* magic, version 2, LEASE | REPLY */
+	0x50, 0x52, 0x54, 0x44, 0x03, 0x00, 0x01, 0x80, /* magic, version 3, LEASE | REPLY */
 	0x32, 0x00, 0x00, 0x00, 0x2a, 0x00, 0x00, 0x00, /* length 50, id 42 */
 	0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* result OK, detail 0 */
 	0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* lease id 7 */
@@ -559,6 +561,12 @@ static void test_status_roundtrip(void **state)
 	assert_int_equal(out.range_hi, 11);
 	assert_int_equal(out.caller_leases, 12);
 	assert_string_equal(out.version, "0.1.0");
+	assert_true(out.heap_bytes == status_sample.heap_bytes);
+	assert_int_equal(out.open_fds, 13);
+	assert_int_equal(out.eph_in_use, 14);
+	assert_int_equal(out.eph_lo, 32768);
+	assert_int_equal(out.eph_hi, 60999);
+	assert_int_equal(out.flags, PORTD_STATUS_F_EPH_LOW);
 	/* NUL padding on the wire. */
 	assert_memory_equal(proto_body(buf) + 64, "0.1.0\0\0\0", 8);
 	assert_true(memcmp(proto_body(buf) + 64 + 5, (const char[27]){ 0 }, 27) == 0);
@@ -571,26 +579,54 @@ static void test_status_version(void **state)
 
 	/* 33 non-NUL bytes in the struct: only 32 go on the wire. */
 	memset(in.version, 'x', sizeof(in.version));
-	assert_int_equal(proto_encode_status_rep(buf, sizeof(buf), 1, &in), 112);
-	assert_int_equal(buf[112 - 1], 'x');
-	assert_int_equal(proto_decode_status_rep(proto_body(buf), 96, &out), 0);
+	assert_int_equal(proto_encode_status_rep(buf, sizeof(buf), 1, &in), PORTD_HDR_SIZE + PORTD_STATUS_REP_SIZE);
+	assert_int_equal(buf[PORTD_HDR_SIZE + 64 + PORTD_VERSION_LEN - 1], 'x');
+	assert_int_equal(proto_decode_status_rep(proto_body(buf), PORTD_STATUS_REP_SIZE, &out), 0);
 	assert_int_equal(strlen(out.version), PORTD_VERSION_LEN);
 
 	/* Empty version. */
 	in.version[0] = '\0';
-	assert_int_equal(proto_encode_status_rep(buf, sizeof(buf), 1, &in), 112);
-	assert_int_equal(proto_decode_status_rep(proto_body(buf), 96, &out), 0);
+	assert_int_equal(proto_encode_status_rep(buf, sizeof(buf), 1, &in), PORTD_HDR_SIZE + PORTD_STATUS_REP_SIZE);
+	assert_int_equal(proto_decode_status_rep(proto_body(buf), PORTD_STATUS_REP_SIZE, &out), 0);
 	assert_string_equal(out.version, "");
 
 	/* Garbage after the terminating NUL is not padding. */
 	proto_encode_status_rep(buf, sizeof(buf), 1, &status_sample);
 	v[31] = 'z';
-	assert_int_equal(proto_decode_status_rep(proto_body(buf), 96, &out), -EBADMSG);
+	assert_int_equal(proto_decode_status_rep(proto_body(buf), PORTD_STATUS_REP_SIZE, &out), -EBADMSG);
 	v[31] = 0;
 	v[6] = 'z';
-	assert_int_equal(proto_decode_status_rep(proto_body(buf), 96, &out), -EBADMSG);
+	assert_int_equal(proto_decode_status_rep(proto_body(buf), PORTD_STATUS_REP_SIZE, &out), -EBADMSG);
 	v[6] = 0;
-	assert_int_equal(proto_decode_status_rep(proto_body(buf), 96, &out), 0);
+	assert_int_equal(proto_decode_status_rep(proto_body(buf), PORTD_STATUS_REP_SIZE, &out), 0);
+}
+
+static void test_status_host_range(void **state)
+{
+	struct proto_status in = status_sample, out;
+	uint8_t *b = buf + PORTD_HDR_SIZE;
+
+	/* Not scanned: all zero is valid. */
+	in.eph_lo = in.eph_hi = 0;
+	in.eph_in_use = 0;
+	proto_encode_status_rep(buf, sizeof(buf), 1, &in);
+	assert_int_equal(proto_decode_status_rep(b, PORTD_STATUS_REP_SIZE, &out), 0);
+	/* A range whose ends are swapped. */
+	in.eph_lo = 2000;
+	in.eph_hi = 1999;
+	proto_encode_status_rep(buf, sizeof(buf), 1, &in);
+	assert_int_equal(proto_decode_status_rep(b, PORTD_STATUS_REP_SIZE, &out), -EBADMSG);
+	/* The reserved word after the range. */
+	proto_encode_status_rep(buf, sizeof(buf), 1, &status_sample);
+	b[116] = 1;
+	assert_int_equal(proto_decode_status_rep(b, PORTD_STATUS_REP_SIZE, &out), -EBADMSG);
+	/* An unknown flag. */
+	b[116] = 0;
+	b[60] = 0x4;
+	assert_int_equal(proto_decode_status_rep(b, PORTD_STATUS_REP_SIZE, &out), -EBADMSG);
+	/* The old 96-byte body. */
+	b[60] = 0;
+	assert_int_equal(proto_decode_status_rep(b, 96, &out), -EBADMSG);
 }
 
 /* ---- field checks ---- */
@@ -1136,6 +1172,7 @@ int main(void)
 		cmocka_unit_test(test_list_req_roundtrip),
 		cmocka_unit_test(test_status_roundtrip),
 		cmocka_unit_test(test_status_version),
+		cmocka_unit_test(test_status_host_range),
 		cmocka_unit_test(test_reserved_nonzero),
 		cmocka_unit_test(test_lease_req_exclude),
 		cmocka_unit_test(test_reply_prefix),

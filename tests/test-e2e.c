@@ -294,6 +294,9 @@ static void t_renew_expire(void **state)
 	assert_int_equal(portd_status(p, &st, T), 0);
 	assert_int_equal(st.leases, 1);
 	assert_true(st.quarantined >= 1);
+	/* The daemon's own usage: what /proc shows, and a heap in use. */
+	assert_int_equal(st.open_fds, count_fds(d.pid));
+	assert_true(st.heap_bytes > 0);
 
 	assert_int_equal(portd_renew(p, 999999, 10, NULL, T), -PORTD_E_NOENT);
 	assert_int_equal(portd_release(p, 999999, T), -PORTD_E_NOENT);

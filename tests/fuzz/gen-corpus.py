@@ -11,7 +11,7 @@ import os
 import struct
 
 MAGIC = 0x44545250
-VERSION = 2
+VERSION = 3
 REPLY = 0x8000
 LEASE, RENEW, RELEASE, LIST, STATUS = 1, 2, 3, 4, 5
 TCP, UDP, BOTH = 1, 2, 3
@@ -46,7 +46,8 @@ def list_rep(entries, more):
 def status_rep(version):
     v = version.encode()
     return struct.pack('<IIQIIIIIIIIIHHII', 0, 0, 123456789, 3, 5, 1, 2, 1000, 64, 300,
-                       86400, 60, 30000, 31000, 2, 0) + v + b'\0' * (32 - len(v))
+                       86400, 60, 30000, 31000, 2, 0) + v + b'\0' * (32 - len(v)) + \
+        struct.pack('<QIIHHI', 1 << 20, 40, 1200, 32768, 60999, 0)
 
 
 def error(result, detail):
