@@ -1485,6 +1485,10 @@ int main(void)
 		fprintf(stderr, "# the soak runs workers as other users in a private network namespace: root only\n");
 		return 77;
 	}
+	if (test_wrapped()) {
+		fprintf(stderr, "# the soak measures the daemon itself, not under PORTD_TEST_WRAPPER: skipped\n");
+		return 77;
+	}
 	if (!e2e_setup()) {
 		fprintf(stderr, "# cannot enter a private network namespace\n");
 		return 77;
