@@ -5,10 +5,11 @@
 # The run tests (tests/test-run.c) start real servers under `portctl run`:
 # redis-server, python3 (http.server) and systemd-socket-proxyd (package systemd).
 # The portserver tests and benchmark run portpicker's client and Debian's
-# portserver (package python3-portpicker).
+# portserver (package python3-portpicker). The valgrind test setup needs
+# valgrind (with its header valgrind/valgrind.h).
 set -eu
 pkgs="meson ninja-build pkg-config gcc clang libclang-rt-14-dev libevent-dev libsystemd-dev libcmocka-dev"
-pkgs="$pkgs redis-server python3 systemd python3-portpicker"
+pkgs="$pkgs redis-server python3 systemd python3-portpicker valgrind"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
