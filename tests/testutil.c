@@ -25,7 +25,7 @@
 
 #include "portd.h"
 
-#define MAX_ARGS 32
+#define MAX_ARGS 64 /* a wrapper's words, the binary and its arguments */
 #define MAX_DAEMONS 8
 
 /* Daemons started and not yet stopped, so a failed test's teardown can stop them. */
@@ -66,6 +66,37 @@ static const char *env_or_fail(const char *name)
 	return v;
 }
 
+/*
+ * The words of $PORTD_TEST_WRAPPER (split at spaces) into argv: a command
+ * that daemon_start() and portctl() run the binary under, such as valgrind
+ * with its options (meson test --setup=valgrind). Returns how many.
+ */
+static int wrapper_args(const char **argv, int max)
+{
+	static char buf[2048];
+	const char *w = getenv("PORTD_TEST_WRAPPER");
+	char *save = NULL;
+	int n = 0;
+
+	if (!w || !*w)
+		return 0;
+	if (strlen(w) >= sizeof(buf))
+		fail_msg("PORTD_TEST_WRAPPER is longer than %zu bytes", sizeof(buf) - 1);
+	strcpy(buf, w);
+	for (char *t = strtok_r(buf, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
+		if (n == max)
+			fail_msg("PORTD_TEST_WRAPPER has more than %d words", max);
+		argv[n++] = t;
+	}
+	return n;
+}
+
+bool test_wrapped(void)
+{
+	const char *w = getenv("PORTD_TEST_WRAPPER");
+	return w && *w;
+}
+
 void daemon_start(struct daemon_proc *d, const char *arg, ...)
 {
 	const char *argv[MAX_ARGS];
@@ -83,14 +114,18 @@ void daemon_start(struct daemon_proc *d, const char *arg, ...)
 	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
 	snprintf(readyfd, sizeof(readyfd), "%d", p[1]);
 
+	n = wrapper_args(argv, MAX_ARGS / 2);
 	argv[n++] = env_or_fail("PORTD_BIN");
 	argv[n++] = "--socket";
 	argv[n++] = d->sock;
 	argv[n++] = "--ready-fd";
 	argv[n++] = readyfd;
 	va_start(ap, arg);
-	for (const char *a = arg; a && n < MAX_ARGS - 1; a = va_arg(ap, const char *))
+	for (const char *a = arg; a; a = va_arg(ap, const char *)) {
+		if (n == MAX_ARGS - 1)
+			fail_msg("daemon_start: more than %d arguments", MAX_ARGS - 1);
 		argv[n++] = a;
+	}
 	va_end(ap);
 	argv[n] = NULL;
 
@@ -98,7 +133,7 @@ void daemon_start(struct daemon_proc *d, const char *arg, ...)
 	assert_true(d->pid >= 0);
 	if (d->pid == 0) {
 		fcntl(p[1], F_SETFD, 0); /* the ready pipe survives exec */
-		execv(argv[0], (char *const *)argv);
+		execvp(argv[0], (char *const *)argv);
 		_exit(127);
 	}
 	close(p[1]);
@@ -223,10 +258,14 @@ int portctl(const char *sock, char *out, size_t outlen, char *err, size_t errlen
 	va_list ap;
 	pid_t pid;
 
+	n = wrapper_args(argv, MAX_ARGS / 2);
 	argv[n++] = env_or_fail("PORTCTL_BIN");
 	va_start(ap, arg);
-	for (const char *a = arg; a && n < MAX_ARGS - 1; a = va_arg(ap, const char *))
+	for (const char *a = arg; a; a = va_arg(ap, const char *)) {
+		if (n == MAX_ARGS - 1)
+			fail_msg("portctl: more than %d arguments", MAX_ARGS - 1);
 		argv[n++] = a;
+	}
 	va_end(ap);
 	argv[n] = NULL;
 	assert_int_equal(pipe2(po, O_CLOEXEC), 0);
@@ -240,7 +279,7 @@ int portctl(const char *sock, char *out, size_t outlen, char *err, size_t errlen
 			setenv("PORTD_SOCKET", sock, 1);
 		else
 			unsetenv("PORTD_SOCKET");
-		execv(argv[0], (char *const *)argv);
+		execvp(argv[0], (char *const *)argv);
 		_exit(127);
 	}
 	close(po[1]);

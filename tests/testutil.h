@@ -38,6 +38,13 @@ int count_fds(pid_t pid);
  */
 int portctl(const char *sock, char *out, size_t outlen, char *err, size_t errlen, const char *arg, ...);
 
+/*
+ * $PORTD_TEST_WRAPPER, if set, is a command prefix (words split at spaces)
+ * that daemon_start() and portctl() run the binary under, e.g. valgrind
+ * (meson test --setup=valgrind). Is one in use?
+ */
+bool test_wrapped(void);
+
 /* Monotonic milliseconds. */
 uint64_t now_ms(void);
 

@@ -7,11 +7,12 @@
 # The portserver tests and benchmark run portpicker's client and Debian's
 # portserver (package python3-portpicker).
 # The man pages are built with scdoc and checked with groff; the bash
-# completion goes where bash-completion's pkg-config file says.
+# completion goes where bash-completion's pkg-config file says. The valgrind
+# test setup needs valgrind (with its header valgrind/valgrind.h).
 set -eu
 pkgs="meson ninja-build pkg-config gcc clang libclang-rt-14-dev libevent-dev libsystemd-dev libcmocka-dev"
 pkgs="$pkgs redis-server python3 systemd python3-portpicker"
-pkgs="$pkgs scdoc groff-base bash-completion"
+pkgs="$pkgs scdoc groff-base bash-completion valgrind"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
