@@ -13,10 +13,6 @@
 #include "log.h"
 #include "service.h"
 
-#ifndef SO_PEERPIDFD
-#define SO_PEERPIDFD 77 /* Linux 6.5; older headers lack it */
-#endif
-
 /* Requests handled per readable event before other connections get a turn. */
 #define CONN_READ_BATCH 32
 
@@ -37,6 +33,9 @@ struct conn {
 	conn_closed_fn closed;
 	void *ctx;
 	struct conn *prev, *next;
+	struct conn_quiet *quiet; /* until the first request */
+	struct conn *qprev, *qnext;
+	uint64_t since;
 };
 
 /*
@@ -54,10 +53,50 @@ static void pending_free(struct pending *p)
 	free(p);
 }
 
+static void conn_quiet_remove(struct conn *c)
+{
+	struct conn_quiet *q = c->quiet;
+
+	if (!q)
+		return;
+	if (c->qprev)
+		c->qprev->qnext = c->qnext;
+	else
+		q->head = c->qnext;
+	if (c->qnext)
+		c->qnext->qprev = c->qprev;
+	else
+		q->tail = c->qprev;
+	c->qprev = c->qnext = NULL;
+	c->quiet = NULL;
+}
+
+void conn_quiet_add(struct conn *c, struct conn_quiet *q, uint64_t now_ms)
+{
+	conn_quiet_remove(c);
+	c->quiet = q;
+	c->since = now_ms;
+	c->qprev = q->tail;
+	c->qnext = NULL;
+	if (q->tail)
+		q->tail->qnext = c;
+	else
+		q->head = c;
+	q->tail = c;
+}
+
+struct conn *conn_quiet_oldest(const struct conn_quiet *q, uint64_t *since_ms)
+{
+	if (q->head)
+		*since_ms = q->head->since;
+	return q->head;
+}
+
 void conn_free(struct conn *c)
 {
 	if (!c)
 		return;
+	conn_quiet_remove(c);
 	if (c->out) {
 		/* Never delivered: the client does not know about this lease. */
 		if (c->out->new_lease)
@@ -174,6 +213,7 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 			conn_close(c);
 			return;
 		}
+		conn_quiet_remove(c);
 		service_handle(c->svc, &c->who, rx_buf, (size_t)n, nfds, &tx);
 		fdpass_close_all(fds, nfds); /* no request carries fds */
 		if (!conn_reply(c, &tx))
@@ -206,9 +246,7 @@ struct conn *conn_new(struct event_base *base, struct service *svc, int fd,
 	c->who.uid = cred.uid;
 	c->who.gid = cred.gid;
 	c->who.pid = cred.pid;
-	len = sizeof(c->who.pidfd);
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &c->who.pidfd, &len) < 0)
-		c->who.pidfd = -1; /* older kernel: pidfd_open(pid) when a lease is tied */
+	c->who.sock = fd;
 	c->rd = event_new(base, fd, EV_READ | EV_PERSIST, conn_on_read, c);
 	c->wr = event_new(base, fd, EV_WRITE | EV_PERSIST, conn_on_write, c);
 	if (!c->rd || !c->wr || event_add(c->rd, NULL) < 0) {
@@ -218,6 +256,7 @@ struct conn *conn_new(struct event_base *base, struct service *svc, int fd,
 	return c;
 }
 
+uint32_t conn_uid(const struct conn *c) { return c->who.uid; }
 struct conn *conn_next(const struct conn *c) { return c->next; }
 
 void conn_link(struct conn *c, struct conn **head)

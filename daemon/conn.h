@@ -9,6 +9,7 @@
 #ifndef PORTD_CONN_H
 #define PORTD_CONN_H
 
+#include <stdint.h>
 #include <sys/types.h>
 
 struct event_base;
@@ -23,9 +24,25 @@ struct conn *conn_new(struct event_base *base, struct service *svc, int fd,
 /* Closes the connection without calling closed(). Accepts NULL. */
 void conn_free(struct conn *c);
 
+/* The peer's uid (SO_PEERCRED). */
+uint32_t conn_uid(const struct conn *c);
+
 /* For the server's list of connections. */
 struct conn *conn_next(const struct conn *c);
 void conn_link(struct conn *c, struct conn **head);
 void conn_unlink(struct conn *c, struct conn **head);
+
+/*
+ * Connections that have not sent a request yet, oldest first (the server's
+ * idle timeout). A connection leaves its queue at its first request or when
+ * it is freed; all of a queue's connections have the same timeout, so adding
+ * at the tail keeps it ordered by deadline.
+ */
+struct conn_quiet {
+	struct conn *head, *tail;
+};
+void conn_quiet_add(struct conn *c, struct conn_quiet *q, uint64_t now_ms);
+/* The oldest connection of q (*since_ms: when it was added), or NULL. */
+struct conn *conn_quiet_oldest(const struct conn_quiet *q, uint64_t *since_ms);
 
 #endif

@@ -29,6 +29,10 @@
 #include "procwatch.h"
 #include "state.h"
 
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77 /* Linux 6.5; older headers lack it */
+#endif
+
 /* LIST reports the table's "no deadline" as it is. */
 _Static_assert(LEASE_NO_DEADLINE == PORTD_LIST_NO_DEADLINE, "no deadline on the wire");
 
@@ -374,6 +378,26 @@ static int open_tied_pid(const struct caller *c, pid_t pid, bool must_exit)
 	return fd;
 }
 
+/*
+ * The caller's pidfd into *pidfd, taken from its connection when first
+ * needed (SO_PEERPIDFD names the process that connected, whatever has become
+ * of its pid since), or -1 where the kernel has none: then procwatch uses
+ * pidfd_open(pid). Returns -ESRCH if the process that connected is gone.
+ */
+static int caller_pidfd(struct caller *c, int *pidfd)
+{
+	socklen_t len = sizeof(c->pidfd);
+
+	if (c->pidfd < 0 && c->sock >= 0 &&
+	    getsockopt(c->sock, SOL_SOCKET, SO_PEERPIDFD, &c->pidfd, &len) < 0) {
+		c->pidfd = -1;
+		if (errno != ENOPROTOOPT)
+			return -ESRCH;
+	}
+	*pidfd = c->pidfd;
+	return 0;
+}
+
 static uint32_t ports_error_result(int err)
 {
 	switch (err) {
@@ -494,9 +518,12 @@ static void op_lease(struct service *s, struct caller *c, const struct proto_hdr
 		plan.tie_pidfd = pidfd;
 	} else if (m.flags & PORTD_LEASE_F_TIE) {
 		plan.tie_pid = c->pid;
-		plan.tie_pidfd = c->pidfd;
-		if (c->watch && !proc_exited(c->watch))
+		if (c->watch && !proc_exited(c->watch)) {
 			plan.tie_proc = c->watch;
+		} else if (caller_pidfd(c, &plan.tie_pidfd) < 0) {
+			reply_error(r, h->type, h->id, PORTD_R_INVAL, 0);
+			return;
+		}
 	}
 	l = lease_make(s, c, &plan, &res, &detail);
 	if (pidfd >= 0)
@@ -509,6 +536,10 @@ static void op_lease(struct service *s, struct caller *c, const struct proto_hdr
 	if ((m.flags & PORTD_LEASE_F_TIE) && !c->watch && l->watch) {
 		c->watch = l->watch;
 		proc_ref(c->watch);
+	}
+	if (c->watch && c->pidfd >= 0) {
+		close(c->pidfd); /* the watch holds its own */
+		c->pidfd = -1;
 	}
 
 	rep.id = l->id;

@@ -42,7 +42,13 @@ struct caller {
 	uint32_t uid;
 	uint32_t gid;
 	pid_t pid;
-	int pidfd; /* the connecting process, or -1 (then pidfd_open(pid) is used) */
+	/*
+	 * The connecting process, taken from sock (SO_PEERPIDFD) only when a
+	 * lease is first tied to it and closed once its watch holds one, so a
+	 * connection costs one fd; -1 meanwhile. The owner of sock closes it.
+	 */
+	int pidfd;
+	int sock; /* the connection, or -1: then pidfd_open(pid) is used */
 	struct proc *watch; /* its process watch, referenced once a lease is tied to it; NULL before */
 };
 
