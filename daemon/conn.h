@@ -5,6 +5,18 @@
  * copies of the fds) and the write event is armed until it is sent, and
  * nothing more is read meanwhile, so a client that never reads costs one
  * queued reply, not an unbounded queue.
+ *
+ * Replies the kernel took may still sit unread in the client's socket. A
+ * client that closes with replies unread makes the kernel discard them and
+ * report ECONNRESET to us instead of end-of-stream: the leases those replies
+ * granted then end, since nobody knows of them. Which replies were read is
+ * learnt from SIOCOUTQ (what our replies the client has not read yet cost in
+ * the send buffer), asked before each request is read while a reply that
+ * granted a lease may be unread: one ioctl per request after a lease, none
+ * otherwise. A client that reads each reply before its next request loses
+ * exactly the leases of the replies it never read; one that pipelines
+ * requests and then closes with replies unread may also lose leases from the
+ * replies it read since its last request.
  */
 #ifndef PORTD_CONN_H
 #define PORTD_CONN_H
@@ -21,7 +33,11 @@ typedef void (*conn_closed_fn)(struct conn *c, void *ctx);
 /* Takes ownership of fd. Returns NULL (fd closed) if it cannot be set up. */
 struct conn *conn_new(struct event_base *base, struct service *svc, int fd,
 		      conn_closed_fn closed, void *ctx);
-/* Closes the connection without calling closed(). Accepts NULL. */
+/*
+ * Closes the connection without calling closed(), and leaves the leases of
+ * its replies alone (a reply still pending is never delivered: its lease
+ * ends). Accepts NULL.
+ */
 void conn_free(struct conn *c);
 
 /* The peer's uid (SO_PEERCRED). */

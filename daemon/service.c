@@ -56,8 +56,9 @@ struct service {
 	bool reserved;
 };
 
-static const char *const end_reasons[] = { "released", "expired", "process exited", "aborted", "shutdown" };
-enum end_reason { END_RELEASE, END_EXPIRE, END_EXIT, END_ABORT, END_SHUTDOWN };
+static const char *const end_reasons[] = { "released", "expired", "process exited", "aborted",
+					   "reply discarded unread", "shutdown" };
+enum end_reason { END_RELEASE, END_EXPIRE, END_EXIT, END_ABORT, END_DISCARD, END_SHUTDOWN };
 
 /* Give back a lease's ports: quarantined, or (never delivered) cancelled. Closes the sockets. */
 static void lease_unbind(struct service *s, struct lease *l, bool delivered)
@@ -851,6 +852,16 @@ void service_abort_lease(struct service *s, uint64_t id)
 
 	if (l) {
 		lease_end(s, l, END_ABORT);
+		service_rearm(s);
+	}
+}
+
+void service_discard_lease(struct service *s, uint64_t id)
+{
+	struct lease *l = lease_table_find(s->leases, id);
+
+	if (l) {
+		lease_end(s, l, END_DISCARD);
 		service_rearm(s);
 	}
 }

@@ -86,6 +86,12 @@ void service_caller_done(struct service *s, struct caller *c);
 
 /* End a lease whose reply could not be delivered (the client never got it). */
 void service_abort_lease(struct service *s, uint64_t id);
+/*
+ * End a lease whose reply the kernel took but the client discarded unread
+ * (it closed its connection first). Its ports go through the reuse
+ * quarantine, as for a release: the client may have read it after all.
+ */
+void service_discard_lease(struct service *s, uint64_t id);
 
 /* Expire every lease whose deadline has passed; the timer calls this too. */
 void service_expire(struct service *s);
