@@ -7,6 +7,11 @@
  * admission (ttl and quotas) first, then the ports are bound, then the lease
  * enters the table, then it is tied to its process. lease_end() undoes all of
  * it and is the only way a lease ends.
+ *
+ * The per-uid limit counts ports, not leases: a lease of N ports weighs N,
+ * or one user could hold the whole range with a few leases of many ports
+ * each. The lease table counts leases; uid_ports counts port numbers (a
+ * number on TCP and UDP is one).
  */
 #include "service.h"
 
@@ -28,6 +33,7 @@
 #include "log.h"
 #include "procwatch.h"
 #include "state.h"
+#include "uidcount.h"
 
 #ifndef SO_PEERPIDFD
 #define SO_PEERPIDFD 77 /* Linux 6.5; older headers lack it */
@@ -48,6 +54,7 @@ struct service {
 	struct port_source *ports;
 	struct ports_binder binder;
 	struct procwatch *procs;
+	struct uidcount *uid_ports; /* port numbers held by each uid's leases */
 	struct event *timer;
 	uint64_t armed;      /* deadline the timer is armed for, UINT64_MAX if none */
 	uint64_t started;
@@ -79,9 +86,16 @@ static void lease_unbind(struct service *s, struct lease *l, bool delivered)
 	}
 }
 
+/* Port numbers of a lease: its sockets, counting a number on TCP and UDP once. */
+static uint32_t lease_numbers(const struct lease *l)
+{
+	return l->transport == PORTD_BOTH ? l->nports / 2u : l->nports;
+}
+
 /* Undo everything a lease holds; it is no longer in the table. */
 static void lease_teardown(struct service *s, struct lease *l, enum end_reason why)
 {
+	uidcount_sub(s->uid_ports, l->uid, lease_numbers(l));
 	proc_detach(s->procs, l);
 	log_lease_debug("end", l->id, l->nports ? l->ports[0].port : 0, l->uid,
 			"lease %" PRIu64 " ended (%s): port %u, uid %u", l->id, end_reasons[why],
@@ -163,8 +177,9 @@ struct service *service_new(struct event_base *base, const struct service_config
 	s->leases = lease_table_new(&cfg->limits, &s->clk);
 	s->ports = ports_new(&cfg->ports, &s->clk, &s->binder);
 	s->procs = procwatch_new(base, on_proc_exit, s);
+	s->uid_ports = uidcount_new();
 	s->timer = evtimer_new(base, on_timer, s);
-	if (!s->leases || !s->ports || !s->procs || !s->timer) {
+	if (!s->leases || !s->ports || !s->procs || !s->uid_ports || !s->timer) {
 		service_free(s);
 		return NULL;
 	}
@@ -182,6 +197,7 @@ void service_free(struct service *s)
 		return;
 	lease_table_free(s->leases, end_at_shutdown, s);
 	procwatch_free(s->procs);
+	uidcount_free(s->uid_ports);
 	ports_free(s->ports);
 	if (s->timer)
 		event_free(s->timer);
@@ -230,6 +246,14 @@ static void reply_lease_error(const struct service *s, struct reply *r, const st
 			      enum lease_result lr)
 {
 	reply_error(r, h->type, h->id, lease_result_code(lr), lease_result_detail(s, lr));
+}
+
+/* May uid take count more ports? The per-uid limit weighs a lease by its ports. */
+static bool ports_admit(const struct service *s, uint32_t uid, uint32_t count)
+{
+	uint32_t held = uidcount_get(s->uid_ports, uid), max = lease_table_limits(s->leases)->max_per_uid;
+
+	return held <= max && count <= max - held;
 }
 
 /* ---- operations ---- */
@@ -451,6 +475,14 @@ static struct lease *lease_make(struct service *s, const struct caller *c, const
 	l->flags = m->flags;
 	l->transport = m->transport;
 	lr = p->untimed ? lease_table_add_untimed(s->leases, l) : lease_table_add(s->leases, l, p->ttl);
+	if (lr == LEASE_OK && uidcount_add(s->uid_ports, l->uid, lease_numbers(l)) < 0) {
+		lease_table_remove(s->leases, l);
+		lease_unbind(s, l, false);
+		lease_free(l);
+		*res = PORTD_R_INTERNAL;
+		*detail = ENOMEM;
+		return NULL;
+	}
 	if (lr != LEASE_OK) {
 		lease_unbind(s, l, false);
 		lease_free(l);
@@ -505,6 +537,8 @@ static void op_lease(struct service *s, struct caller *c, const struct proto_hdr
 
 	plan.ttl = m.ttl;
 	lr = lease_table_admit(s->leases, c->uid, &plan.ttl);
+	if (lr == LEASE_OK && !ports_admit(s, c->uid, m.count))
+		lr = LEASE_E_QUOTA_UID;
 	if (lr != LEASE_OK) {
 		reply_lease_error(s, r, h, lr);
 		return;
@@ -626,6 +660,8 @@ int service_lease_for_pid(struct service *s, const struct caller *c, pid_t pid, 
 
 	/* The quota first: an exhausted quota refuses without a system call. */
 	lr = lease_table_admit(s->leases, c->uid, &ttl);
+	if (lr == LEASE_OK && !ports_admit(s, c->uid, 1))
+		lr = LEASE_E_QUOTA_UID;
 	if (lr != LEASE_OK)
 		return -(int)lease_result_code(lr);
 	r = check_mortal_pid(s, c, pid, &plan.tie_proc, &plan.tie_pidfd);
@@ -992,19 +1028,22 @@ static void restore_one(const struct saved_lease *sl, void *ctx)
 		why = "its id or ports clash with another saved lease, or a limit was lowered";
 		goto drop;
 	}
+	if (uidcount_add(s->uid_ports, l->uid, lease_numbers(l)) < 0) {
+		lease_table_remove(s->leases, l);
+		why = "out of memory";
+		goto drop;
+	}
 	if (sl->tied_pid) {
 		struct proc *p;
 
 		if (procwatch_get(s->procs, sl->tied_pid, -1, &p) < 0) {
-			lease_table_remove(s->leases, l);
 			why = "its process exited while portd was down";
-			goto drop;
+			goto drop_counted;
 		}
 		if (proc_start(p) != sl->tied_start) {
 			procwatch_put(s->procs, p);
-			lease_table_remove(s->leases, l);
 			why = "its process exited while portd was down (pid reused)";
-			goto drop;
+			goto drop_counted;
 		}
 		proc_attach(p, l);
 	}
@@ -1013,6 +1052,9 @@ static void restore_one(const struct saved_lease *sl, void *ctx)
 			"lease %" PRIu64 " restored: port %u, uid %u, %" PRIu64 " ms left", l->id,
 			l->ports[0].port, l->uid, lease_expires_in(s->leases, l));
 	return;
+drop_counted:
+	uidcount_sub(s->uid_ports, l->uid, lease_numbers(l));
+	lease_table_remove(s->leases, l);
 drop:
 	lease_unbind(s, l, true);
 	lease_free(l);
