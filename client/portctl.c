@@ -754,12 +754,12 @@ static int request_failed(const struct cli *c, const struct portd *p, int err)
 		    c->timeout_ms);
 		return EXIT_COMM;
 	case ECONNRESET:
-		msg("portd at %s closed the connection without answering: it may have exited or be at its "
-		    "connection limit (see its log)", c->path);
+		msg("portd at %s closed the connection without answering: it may have exited, or be at its "
+		    "limit of connections (yours or everyone's) or of open files (see its log)", c->path);
 		return EXIT_COMM;
 	case PORTD_E_QUOTA_UID:
-		msg("per-user lease limit reached (%" PRIu32 " leases): release some (portctl list, portctl release ID)",
-		    detail);
+		msg("per-user lease limit reached (%" PRIu32 " ports, a lease counting once per port): release "
+		    "some (portctl list, portctl release ID)", detail);
 		return EXIT_REFUSED;
 	case PORTD_E_QUOTA_TOTAL:
 		msg("portd's lease limit reached (%" PRIu32 " leases, all users): release some "
@@ -798,7 +798,12 @@ static int request_failed(const struct cli *c, const struct portd *p, int err)
 			msg("portd refused to %s: %s", c->cmd->name, portd_strerror(err));
 		return EXIT_REFUSED;
 	case PORTD_E_INTERNAL:
-		if (detail)
+		if (detail == EMFILE || detail == ENFILE)
+			msg("portd has run out of open files (%s) holding the sockets of its leases: release "
+			    "some leases (portctl list, portctl release ID), or raise portd's open-files "
+			    "limit (ulimit -n, or LimitNOFILE= in its unit)",
+			    detail == EMFILE ? "its own limit" : "the system's limit");
+		else if (detail)
 			msg("portd failed to %s: %s (see its log)", c->cmd->name, strerror((int)detail));
 		else
 			msg("portd failed to %s (see its log)", c->cmd->name);

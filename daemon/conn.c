@@ -4,18 +4,17 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <linux/sockios.h>
 
 #include <event2/event.h>
 
 #include "fdpass.h"
 #include "log.h"
 #include "service.h"
-
-#ifndef SO_PEERPIDFD
-#define SO_PEERPIDFD 77 /* Linux 6.5; older headers lack it */
-#endif
 
 /* Requests handled per readable event before other connections get a turn. */
 #define CONN_READ_BATCH 32
@@ -28,6 +27,11 @@ struct pending {
 	uint8_t buf[];
 };
 
+/* A lease granted by the seq-th reply handed to the kernel (counting from 1). */
+struct sent_lease {
+	uint64_t id, seq;
+};
+
 struct conn {
 	int fd;
 	struct service *svc;
@@ -37,6 +41,12 @@ struct conn {
 	conn_closed_fn closed;
 	void *ctx;
 	struct conn *prev, *next;
+	struct conn_quiet *quiet; /* until the first request */
+	struct conn *qprev, *qnext;
+	uint64_t since;
+	uint64_t replies;            /* handed to the kernel */
+	struct sent_lease *unread;   /* leases of replies the client may not have read, oldest first */
+	size_t nunread, unread_cap;
 };
 
 /*
@@ -54,10 +64,119 @@ static void pending_free(struct pending *p)
 	free(p);
 }
 
+static void conn_quiet_remove(struct conn *c)
+{
+	struct conn_quiet *q = c->quiet;
+
+	if (!q)
+		return;
+	if (c->qprev)
+		c->qprev->qnext = c->qnext;
+	else
+		q->head = c->qnext;
+	if (c->qnext)
+		c->qnext->qprev = c->qprev;
+	else
+		q->tail = c->qprev;
+	c->qprev = c->qnext = NULL;
+	c->quiet = NULL;
+}
+
+void conn_quiet_add(struct conn *c, struct conn_quiet *q, uint64_t now_ms)
+{
+	conn_quiet_remove(c);
+	c->quiet = q;
+	c->since = now_ms;
+	c->qprev = q->tail;
+	c->qnext = NULL;
+	if (q->tail)
+		q->tail->qnext = c;
+	else
+		q->head = c;
+	q->tail = c;
+}
+
+struct conn *conn_quiet_oldest(const struct conn_quiet *q, uint64_t *since_ms)
+{
+	if (q->head)
+		*since_ms = q->head->since;
+	return q->head;
+}
+
+/*
+ * What the smallest datagram costs in a send buffer (its skb's truesize, as
+ * SIOCOUTQ counts it: 768 bytes on Linux 6.18), so the least any reply costs:
+ * SIOCOUTQ / this bounds how many replies the client has not read. Measured
+ * once, since it depends on the kernel's build; 0 if it cannot be, and then
+ * only SIOCOUTQ == 0 proves replies read.
+ */
+static int reply_charge(void)
+{
+	static int charge = -1;
+	int sv[2];
+
+	if (charge >= 0)
+		return charge;
+	charge = 0;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return charge;
+	if (send(sv[0], "", 1, MSG_DONTWAIT | MSG_NOSIGNAL) != 1 || ioctl(sv[0], SIOCOUTQ, &charge) < 0 ||
+	    charge < 0)
+		charge = 0;
+	close(sv[0]);
+	close(sv[1]);
+	return charge;
+}
+
+/* A reply went to the kernel; remember the lease it grants until the client has read it. */
+static void conn_sent(struct conn *c, uint64_t lease)
+{
+	c->replies++;
+	if (!lease)
+		return;
+	if (c->nunread == c->unread_cap) {
+		size_t cap = c->unread_cap ? 2 * c->unread_cap : 4;
+		struct sent_lease *n = realloc(c->unread, cap * sizeof(*n));
+
+		if (!n)
+			return; /* untracked: the lease lives to its deadline */
+		c->unread = n;
+		c->unread_cap = cap;
+	}
+	c->unread[c->nunread++] = (struct sent_lease){ lease, c->replies };
+}
+
+/*
+ * Forget the leases of replies the client has read, as far as SIOCOUTQ proves
+ * it: queued bytes unread are at most queued / reply_charge() replies, the
+ * last ones sent.
+ */
+static void conn_prune_unread(struct conn *c, int queued)
+{
+	int charge;
+	uint64_t unread;
+	size_t read = 0;
+
+	if (queued == 0) {
+		c->nunread = 0;
+		return;
+	}
+	charge = reply_charge();
+	if (charge <= 0)
+		return;
+	unread = (uint64_t)queued / (uint64_t)charge;
+	while (read < c->nunread && c->unread[read].seq + unread <= c->replies)
+		read++;
+	c->nunread -= read;
+	memmove(c->unread, c->unread + read, c->nunread * sizeof(*c->unread));
+}
+
 void conn_free(struct conn *c)
 {
 	if (!c)
 		return;
+	conn_quiet_remove(c);
+	free(c->unread);
 	if (c->out) {
 		/* Never delivered: the client does not know about this lease. */
 		if (c->out->new_lease)
@@ -77,11 +196,23 @@ void conn_free(struct conn *c)
 	free(c);
 }
 
-static void conn_close(struct conn *c)
+/*
+ * discarded: the kernel threw away replies the client had not read
+ * (ECONNRESET): the leases they granted end, as nobody knows of them.
+ */
+static void conn_close(struct conn *c, bool discarded)
 {
 	conn_closed_fn closed = c->closed;
 	void *ctx = c->ctx;
 
+	if (discarded) {
+		if (c->nunread)
+			log_debug("connection of uid %u pid %d closed with replies unread: ending %zu "
+				  "lease(s) they granted", c->who.uid, (int)c->who.pid, c->nunread);
+		for (size_t i = 0; i < c->nunread; i++)
+			service_discard_lease(c->svc, c->unread[i].id);
+		c->nunread = 0;
+	}
 	if (closed)
 		closed(c, ctx);
 	conn_free(c);
@@ -127,11 +258,12 @@ static bool conn_reply(struct conn *c, struct reply *r)
 	if (n < 0) {
 		if (r->new_lease)
 			service_abort_lease(c->svc, r->new_lease);
-		conn_close(c);
+		conn_close(c, n == -ECONNRESET);
 		return false;
 	}
+	conn_sent(c, r->new_lease);
 	if (r->close) {
-		conn_close(c);
+		conn_close(c, false);
 		return false;
 	}
 	return true;
@@ -142,15 +274,22 @@ static void conn_on_write(evutil_socket_t fd, short what, void *arg)
 	struct conn *c = arg;
 	struct pending *p = c->out;
 	ssize_t n = fdpass_send(c->fd, p->buf, p->len, p->fds, p->nfds, MSG_DONTWAIT);
+	bool close_after;
 
 	if (n == -EAGAIN)
 		return;
-	if (n < 0 || p->close) {
-		conn_close(c); /* aborts the lease if n < 0: c->out is still set */
+	if (n < 0) {
+		conn_close(c, n == -ECONNRESET); /* aborts the pending lease: c->out is still set */
 		return;
 	}
 	c->out = NULL;
+	conn_sent(c, p->new_lease);
+	close_after = p->close;
 	pending_free(p);
+	if (close_after) {
+		conn_close(c, false);
+		return;
+	}
 	event_del(c->wr);
 	event_add(c->rd, NULL);
 }
@@ -160,20 +299,33 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 	struct conn *c = arg;
 
 	for (int i = 0; i < CONN_READ_BATCH && !c->out; i++) {
-		int fds[PORTD_FDS_MAX];
+		int fds[PORTD_FDS_MAX], queued = -1;
 		size_t nfds = PORTD_FDS_MAX;
-		ssize_t n = fdpass_recv(c->fd, rx_buf, sizeof(rx_buf), fds, &nfds, MSG_DONTWAIT);
+		ssize_t n;
 
+		/*
+		 * Before recv(), not after: a client closing with replies unread
+		 * makes the kernel set ECONNRESET on this socket first and discard
+		 * the replies after (unix_release_sock()). If recv() then returns a
+		 * request, the discard had not begun when SIOCOUTQ was read; read
+		 * later, it could count discarded replies as read.
+		 */
+		if (c->nunread && ioctl(c->fd, SIOCOUTQ, &queued) < 0)
+			queued = -1;
+		n = fdpass_recv(c->fd, rx_buf, sizeof(rx_buf), fds, &nfds, MSG_DONTWAIT);
 		if (n == -EAGAIN || n == -EINTR)
 			return;
 		if (n <= 0) {
 			/* End of stream, or a datagram we refuse to read (truncated, too many fds). */
-			if (n < 0)
+			if (n < 0 && n != -ECONNRESET)
 				log_debug("connection of uid %u pid %d dropped: %s", c->who.uid,
 					  (int)c->who.pid, strerror((int)-n));
-			conn_close(c);
+			conn_close(c, n == -ECONNRESET);
 			return;
 		}
+		if (queued >= 0)
+			conn_prune_unread(c, queued);
+		conn_quiet_remove(c);
 		service_handle(c->svc, &c->who, rx_buf, (size_t)n, nfds, &tx);
 		fdpass_close_all(fds, nfds); /* no request carries fds */
 		if (!conn_reply(c, &tx))
@@ -206,9 +358,7 @@ struct conn *conn_new(struct event_base *base, struct service *svc, int fd,
 	c->who.uid = cred.uid;
 	c->who.gid = cred.gid;
 	c->who.pid = cred.pid;
-	len = sizeof(c->who.pidfd);
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &c->who.pidfd, &len) < 0)
-		c->who.pidfd = -1; /* older kernel: pidfd_open(pid) when a lease is tied */
+	c->who.sock = fd;
 	c->rd = event_new(base, fd, EV_READ | EV_PERSIST, conn_on_read, c);
 	c->wr = event_new(base, fd, EV_WRITE | EV_PERSIST, conn_on_write, c);
 	if (!c->rd || !c->wr || event_add(c->rd, NULL) < 0) {
@@ -218,6 +368,7 @@ struct conn *conn_new(struct event_base *base, struct service *svc, int fd,
 	return c;
 }
 
+uint32_t conn_uid(const struct conn *c) { return c->who.uid; }
 struct conn *conn_next(const struct conn *c) { return c->next; }
 
 void conn_link(struct conn *c, struct conn **head)

@@ -37,7 +37,7 @@ struct options {
 	mode_t socket_mode;
 	gid_t socket_gid;
 	struct service_config svc;
-	uint32_t max_conns;
+	struct server_limits conns;
 	int ready_fd;
 	bool reserve;
 };
@@ -63,8 +63,15 @@ static void usage(FILE *f)
 		"      --default-ttl SECONDS   lease time when a client asks for none (default 300)\n"
 		"      --max-ttl SECONDS       longest lease time a client may ask for (default 86400)\n"
 		"      --max-leases N          live leases in all (default 16384)\n"
-		"      --max-leases-per-uid N  live leases of one user (default 4096)\n"
-		"      --max-connections N     open client connections (default 1024)\n"
+		"      --max-leases-per-uid N  live leases of one user, a lease of several ports\n"
+		"                              counting once per port (default 4096)\n"
+		"      --max-connections N     open client connections (default 2048)\n"
+		"      --max-connections-per-uid N\n"
+		"                              open client connections of one user (default 512:\n"
+		"                              a test runner's hundreds of workers, each with its\n"
+		"                              connection, and room for three more such users)\n"
+		"      --idle-timeout SECONDS  close a connection that sends no request within this\n"
+		"                              long of connecting (default 10; 0: never)\n"
 		"      --state-file PATH       where leases are saved on exit and restored from at start\n"
 		"                              (default: $RUNTIME_DIRECTORY/portd.state under systemd,\n"
 		"                              else the socket path with .state appended)\n"
@@ -121,7 +128,8 @@ static int bad(const char *opt, const char *val, const char *want)
 
 static int parse_options(int argc, char **argv, struct options *o)
 {
-	enum { O_MODE = 256, O_GROUP, O_QUAR, O_DTTL, O_MTTL, O_MAXL, O_MAXU, O_MAXC, O_READY, O_RESERVE, O_STATE, O_PORTSERVER };
+	enum { O_MODE = 256, O_GROUP, O_QUAR, O_DTTL, O_MTTL, O_MAXL, O_MAXU, O_MAXC, O_MAXCU, O_IDLE, O_READY,
+	       O_RESERVE, O_STATE, O_PORTSERVER };
 	static const struct option longopts[] = {
 		{ "socket", required_argument, NULL, 's' },
 		{ "socket-mode", required_argument, NULL, O_MODE },
@@ -134,6 +142,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "max-leases", required_argument, NULL, O_MAXL },
 		{ "max-leases-per-uid", required_argument, NULL, O_MAXU },
 		{ "max-connections", required_argument, NULL, O_MAXC },
+		{ "max-connections-per-uid", required_argument, NULL, O_MAXCU },
+		{ "idle-timeout", required_argument, NULL, O_IDLE },
 		{ "ready-fd", required_argument, NULL, O_READY },
 		{ "state-file", required_argument, NULL, O_STATE },
 		{ "portserver", optional_argument, NULL, O_PORTSERVER },
@@ -196,8 +206,17 @@ static int parse_options(int argc, char **argv, struct options *o)
 				return bad("--max-leases-per-uid", optarg, "a number from 1 to 1000000");
 			break;
 		case O_MAXC:
-			if (parse_u32(optarg, 1, 1000000, &o->max_conns, 10) < 0)
+			if (parse_u32(optarg, 1, 1000000, &o->conns.max_conns, 10) < 0)
 				return bad("--max-connections", optarg, "a number from 1 to 1000000");
+			break;
+		case O_MAXCU:
+			if (parse_u32(optarg, 1, 1000000, &o->conns.max_per_uid, 10) < 0)
+				return bad("--max-connections-per-uid", optarg, "a number from 1 to 1000000");
+			break;
+		case O_IDLE:
+			if (parse_u32(optarg, 0, 86400, &v, 10) < 0)
+				return bad("--idle-timeout", optarg, "seconds, 0 to 86400");
+			o->conns.idle_timeout_ms = v * 1000;
 			break;
 		case O_STATE:
 			if (!*optarg || strlen(optarg) >= sizeof(o->state))
@@ -250,6 +269,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 	}
 	if (o->svc.limits.max_per_uid > o->svc.limits.max_leases)
 		o->svc.limits.max_per_uid = o->svc.limits.max_leases;
+	if (o->conns.max_per_uid > o->conns.max_conns)
+		o->conns.max_per_uid = o->conns.max_conns;
 	if (!o->socket[0] && sockpath_default(o->socket, sizeof(o->socket)) < 0) {
 		fprintf(stderr, "portd: the default socket path is too long: use --socket\n");
 		return -1;
@@ -332,11 +353,17 @@ static int take_activation(struct activation *a)
 	return n;
 }
 
-/* Every lease holds a socket and every connection one fd: ask for the hard limit. */
+/*
+ * Every lease holds a socket, every connection and every connection waiting
+ * on the portserver socket one fd, the server keeps a reserve for leases, and
+ * a little more covers the rest (each process with tied leases costs a
+ * pidfd, shared by its leases): ask for the hard limit.
+ */
 static void raise_nofile(const struct options *o)
 {
 	struct rlimit rl;
-	rlim_t need = (rlim_t)o->svc.limits.max_leases + o->max_conns + 64;
+	rlim_t need = (rlim_t)o->svc.limits.max_leases + o->conns.max_conns + PORTSERVER_CONNS_MAX +
+		      SERVER_FD_RESERVE + 64;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
 		return;
@@ -558,7 +585,7 @@ static int daemon_start(struct daemon *d)
 	d->base = event_base_new();
 	d->svc = d->base ? service_new(d->base, &d->o.svc, &clk, &binder) : NULL;
 	d->srv = d->svc ? server_new(d->base, d->svc, fd, d->activated ? NULL : d->o.socket,
-				     d->o.max_conns) : NULL;
+				     &d->o.conns) : NULL;
 	if (!d->srv) {
 		if (d->svc) /* server_new() closed fd */
 			fd = -1;
@@ -682,7 +709,7 @@ int main(int argc, char **argv)
 					    .default_ttl_s = 300, .max_ttl_s = 86400 },
 				.ports = { .lo = 0, .hi = 0, .quarantine_ms = 60000 },
 			},
-			.max_conns = 1024,
+			.conns = { .max_conns = 2048, .max_per_uid = 512, .idle_timeout_ms = 10000 },
 			.ready_fd = -1,
 		},
 		.act = { .control = -1 },

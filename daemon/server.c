@@ -1,9 +1,11 @@
 #include "server.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -11,21 +13,33 @@
 
 #include <event2/event.h>
 
+#include "clock.h"
 #include "conn.h"
 #include "log.h"
+#include "uidcount.h"
 
 #define ACCEPT_BATCH 64
 #define ACCEPT_BACKOFF_MS 100
+/* Log the first refusal (or back-off) of a kind, then one in this many. */
+#define LOG_EVERY 1000
+
+/* Why a connection was closed at accept. */
+enum refusal { REFUSE_TOTAL, REFUSE_UID, REFUSE_FDS, REFUSE_KINDS };
 
 struct server {
 	struct event_base *base;
 	struct service *svc;
 	int fd;
 	char *path;
-	struct event *accept_ev, *backoff;
+	struct event *accept_ev, *backoff, *idle;
 	struct conn *conns;
-	uint32_t nconns, max_conns;
-	uint64_t refused; /* connections closed at once for being over max_conns */
+	struct conn_quiet quiet; /* connections that have sent nothing yet, oldest first */
+	struct uidcount *per_uid;
+	struct server_limits lim;
+	uint32_t nconns;
+	long fd_limit; /* RLIMIT_NOFILE */
+	uint64_t refused[REFUSE_KINDS];
+	uint64_t backoffs;
 };
 
 static int sun_from_path(struct sockaddr_un *sun, const char *path)
@@ -96,42 +110,136 @@ static void server_conn_closed(struct conn *c, void *arg)
 	struct server *srv = arg;
 
 	conn_unlink(c, &srv->conns);
+	uidcount_sub(srv->per_uid, conn_uid(c), 1);
 	srv->nconns--;
+}
+
+static void server_refuse(struct server *srv, int fd, enum refusal why, uint32_t uid)
+{
+	close(fd);
+	if (srv->refused[why]++ % LOG_EVERY)
+		return;
+	switch (why) {
+	case REFUSE_TOTAL:
+		log_warn("connection limit (%u, --max-connections) reached: refusing connections "
+			 "(%llu refused so far)", srv->lim.max_conns, (unsigned long long)srv->refused[why]);
+		break;
+	case REFUSE_UID:
+		log_warn("uid %u is at its limit of %u connections (--max-connections-per-uid): refusing "
+			 "its new ones (%llu refused so far, all users)", uid, srv->lim.max_per_uid,
+			 (unsigned long long)srv->refused[why]);
+		break;
+	case REFUSE_FDS:
+		log_warn("open-files limit (%ld) nearly reached: refusing connections, keeping the last "
+			 "%d fds for leases (%llu refused so far; raise the limit: ulimit -n, LimitNOFILE=)",
+			 srv->fd_limit, SERVER_FD_RESERVE, (unsigned long long)srv->refused[why]);
+		break;
+	case REFUSE_KINDS:
+		break;
+	}
+}
+
+/* Arm the idle timer for the oldest connection not heard from yet. */
+static void server_arm_idle(struct server *srv, uint64_t now)
+{
+	uint64_t since, due, wait;
+	struct timeval tv;
+
+	if (!conn_quiet_oldest(&srv->quiet, &since))
+		return;
+	due = since + srv->lim.idle_timeout_ms;
+	wait = due > now ? due - now : 0;
+	tv.tv_sec = (time_t)(wait / 1000);
+	tv.tv_usec = (suseconds_t)(wait % 1000) * 1000;
+	evtimer_add(srv->idle, &tv);
+}
+
+static void server_on_idle(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+	uint64_t now = clock_monotonic_ms(NULL), since;
+	struct conn *c;
+
+	while ((c = conn_quiet_oldest(&srv->quiet, &since)) && now - since >= srv->lim.idle_timeout_ms) {
+		log_debug("closing the connection of uid %u: no request within %u ms of connecting",
+			  conn_uid(c), srv->lim.idle_timeout_ms);
+		server_conn_closed(c, srv);
+		conn_free(c);
+	}
+	server_arm_idle(srv, now);
+}
+
+/* accept() failed for want of fds or memory: the connection stays in the backlog. */
+static void server_back_off(struct server *srv, int err)
+{
+	struct timeval tv = { 0, ACCEPT_BACKOFF_MS * 1000 };
+
+	/* Retrying now would spin: the listener stays readable. */
+	if (srv->backoffs++ % LOG_EVERY == 0)
+		log_warn("accept: %s; pausing accepts for %d ms at a time (%llu times so far)",
+			 strerror(err), ACCEPT_BACKOFF_MS, (unsigned long long)srv->backoffs);
+	event_del(srv->accept_ev);
+	evtimer_add(srv->backoff, &tv);
+}
+
+/* Take connection fd, or close it with the reason. */
+static void server_admit(struct server *srv, int fd, uint64_t now)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	struct conn *c;
+
+	if (srv->nconns >= srv->lim.max_conns) {
+		server_refuse(srv, fd, REFUSE_TOTAL, 0);
+		return;
+	}
+	/* The lowest free fd: none free below it, fewer than the reserve above it. */
+	if (fd >= srv->fd_limit - SERVER_FD_RESERVE) {
+		server_refuse(srv, fd, REFUSE_FDS, 0);
+		return;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+		close(fd);
+		return;
+	}
+	if (uidcount_get(srv->per_uid, cred.uid) >= srv->lim.max_per_uid) {
+		server_refuse(srv, fd, REFUSE_UID, cred.uid);
+		return;
+	}
+	if (uidcount_add(srv->per_uid, cred.uid, 1) < 0) {
+		close(fd);
+		return;
+	}
+	c = conn_new(srv->base, srv->svc, fd, server_conn_closed, srv);
+	if (!c) {
+		uidcount_sub(srv->per_uid, cred.uid, 1);
+		return;
+	}
+	conn_link(c, &srv->conns);
+	srv->nconns++;
+	if (srv->lim.idle_timeout_ms) {
+		conn_quiet_add(c, &srv->quiet, now);
+		if (!evtimer_pending(srv->idle, NULL))
+			server_arm_idle(srv, now);
+	}
 }
 
 static void server_on_accept(evutil_socket_t lfd, short what, void *arg)
 {
 	struct server *srv = arg;
+	uint64_t now = clock_monotonic_ms(NULL);
 
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
 		int fd = accept4(srv->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-		struct conn *c;
 
 		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-				/* The connection stays in the backlog; retrying now would spin. */
-				struct timeval tv = { 0, ACCEPT_BACKOFF_MS * 1000 };
-				log_warn("accept: %s; pausing accepts for %d ms", strerror(errno),
-					 ACCEPT_BACKOFF_MS);
-				event_del(srv->accept_ev);
-				evtimer_add(srv->backoff, &tv);
-			} else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+				server_back_off(srv, errno);
+			else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
 				log_err("accept: %s", strerror(errno));
-			}
 			return;
 		}
-		if (srv->nconns >= srv->max_conns) {
-			if (srv->refused++ % 1000 == 0)
-				log_warn("connection limit (%u) reached: refusing connections",
-					 srv->max_conns);
-			close(fd);
-			continue;
-		}
-		c = conn_new(srv->base, srv->svc, fd, server_conn_closed, srv);
-		if (!c)
-			continue;
-		conn_link(c, &srv->conns);
-		srv->nconns++;
+		server_admit(srv, fd, now);
 	}
 }
 
@@ -142,9 +250,10 @@ static void server_on_backoff(evutil_socket_t fd, short what, void *arg)
 }
 
 struct server *server_new(struct event_base *base, struct service *svc, int listen_fd,
-			  const char *unlink_path, uint32_t max_conns)
+			  const char *unlink_path, const struct server_limits *lim)
 {
 	struct server *srv = calloc(1, sizeof(*srv));
+	struct rlimit rl;
 
 	if (!srv) {
 		close(listen_fd);
@@ -153,12 +262,18 @@ struct server *server_new(struct event_base *base, struct service *svc, int list
 	srv->base = base;
 	srv->svc = svc;
 	srv->fd = listen_fd;
-	srv->max_conns = max_conns;
+	srv->lim = *lim;
+	srv->fd_limit = INT_MAX;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < INT_MAX)
+		srv->fd_limit = (long)rl.rlim_cur;
 	if (unlink_path && !(srv->path = strdup(unlink_path)))
 		goto fail;
+	srv->per_uid = uidcount_new();
 	srv->accept_ev = event_new(base, listen_fd, EV_READ | EV_PERSIST, server_on_accept, srv);
 	srv->backoff = evtimer_new(base, server_on_backoff, srv);
-	if (!srv->accept_ev || !srv->backoff || event_add(srv->accept_ev, NULL) < 0)
+	srv->idle = evtimer_new(base, server_on_idle, srv);
+	if (!srv->per_uid || !srv->accept_ev || !srv->backoff || !srv->idle ||
+	    event_add(srv->accept_ev, NULL) < 0)
 		goto fail;
 	return srv;
 fail:
@@ -179,6 +294,9 @@ void server_free(struct server *srv)
 		event_free(srv->accept_ev);
 	if (srv->backoff)
 		event_free(srv->backoff);
+	if (srv->idle)
+		event_free(srv->idle);
+	uidcount_free(srv->per_uid);
 	if (srv->fd >= 0)
 		close(srv->fd);
 	if (srv->path) {

@@ -7,6 +7,11 @@
  * admission (ttl and quotas) first, then the ports are bound, then the lease
  * enters the table, then it is tied to its process. lease_end() undoes all of
  * it and is the only way a lease ends.
+ *
+ * The per-uid limit counts ports, not leases: a lease of N ports weighs N,
+ * or one user could hold the whole range with a few leases of many ports
+ * each. The lease table counts leases; uid_ports counts port numbers (a
+ * number on TCP and UDP is one).
  */
 #include "service.h"
 
@@ -29,6 +34,11 @@
 #include "procwatch.h"
 #include "usage.h"
 #include "state.h"
+#include "uidcount.h"
+
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77 /* Linux 6.5; older headers lack it */
+#endif
 
 /* LIST reports the table's "no deadline" as it is. */
 _Static_assert(LEASE_NO_DEADLINE == PORTD_LIST_NO_DEADLINE, "no deadline on the wire");
@@ -45,6 +55,7 @@ struct service {
 	struct port_source *ports;
 	struct ports_binder binder;
 	struct procwatch *procs;
+	struct uidcount *uid_ports; /* port numbers held by each uid's leases */
 	struct event *timer;
 	uint64_t armed;      /* deadline the timer is armed for, UINT64_MAX if none */
 	uint64_t started;
@@ -53,8 +64,9 @@ struct service {
 	bool reserved;
 };
 
-static const char *const end_reasons[] = { "released", "expired", "process exited", "aborted", "shutdown" };
-enum end_reason { END_RELEASE, END_EXPIRE, END_EXIT, END_ABORT, END_SHUTDOWN };
+static const char *const end_reasons[] = { "released", "expired", "process exited", "aborted",
+					   "reply discarded unread", "shutdown" };
+enum end_reason { END_RELEASE, END_EXPIRE, END_EXIT, END_ABORT, END_DISCARD, END_SHUTDOWN };
 
 /* Give back a lease's ports: quarantined, or (never delivered) cancelled. Closes the sockets. */
 static void lease_unbind(struct service *s, struct lease *l, bool delivered)
@@ -75,9 +87,16 @@ static void lease_unbind(struct service *s, struct lease *l, bool delivered)
 	}
 }
 
+/* Port numbers of a lease: its sockets, counting a number on TCP and UDP once. */
+static uint32_t lease_numbers(const struct lease *l)
+{
+	return l->transport == PORTD_BOTH ? l->nports / 2u : l->nports;
+}
+
 /* Undo everything a lease holds; it is no longer in the table. */
 static void lease_teardown(struct service *s, struct lease *l, enum end_reason why)
 {
+	uidcount_sub(s->uid_ports, l->uid, lease_numbers(l));
 	proc_detach(s->procs, l);
 	log_lease_debug("end", l->id, l->nports ? l->ports[0].port : 0, l->uid,
 			"lease %" PRIu64 " ended (%s): port %u, uid %u", l->id, end_reasons[why],
@@ -159,8 +178,9 @@ struct service *service_new(struct event_base *base, const struct service_config
 	s->leases = lease_table_new(&cfg->limits, &s->clk);
 	s->ports = ports_new(&cfg->ports, &s->clk, &s->binder);
 	s->procs = procwatch_new(base, on_proc_exit, s);
+	s->uid_ports = uidcount_new();
 	s->timer = evtimer_new(base, on_timer, s);
-	if (!s->leases || !s->ports || !s->procs || !s->timer) {
+	if (!s->leases || !s->ports || !s->procs || !s->uid_ports || !s->timer) {
 		service_free(s);
 		return NULL;
 	}
@@ -178,6 +198,7 @@ void service_free(struct service *s)
 		return;
 	lease_table_free(s->leases, end_at_shutdown, s);
 	procwatch_free(s->procs);
+	uidcount_free(s->uid_ports);
 	ports_free(s->ports);
 	if (s->timer)
 		event_free(s->timer);
@@ -226,6 +247,14 @@ static void reply_lease_error(const struct service *s, struct reply *r, const st
 			      enum lease_result lr)
 {
 	reply_error(r, h->type, h->id, lease_result_code(lr), lease_result_detail(s, lr));
+}
+
+/* May uid take count more ports? The per-uid limit weighs a lease by its ports. */
+static bool ports_admit(const struct service *s, uint32_t uid, uint32_t count)
+{
+	uint32_t held = uidcount_get(s->uid_ports, uid), max = lease_table_limits(s->leases)->max_per_uid;
+
+	return held <= max && count <= max - held;
 }
 
 /* ---- operations ---- */
@@ -375,6 +404,26 @@ static int open_tied_pid(const struct caller *c, pid_t pid, bool must_exit)
 	return fd;
 }
 
+/*
+ * The caller's pidfd into *pidfd, taken from its connection when first
+ * needed (SO_PEERPIDFD names the process that connected, whatever has become
+ * of its pid since), or -1 where the kernel has none: then procwatch uses
+ * pidfd_open(pid). Returns -ESRCH if the process that connected is gone.
+ */
+static int caller_pidfd(struct caller *c, int *pidfd)
+{
+	socklen_t len = sizeof(c->pidfd);
+
+	if (c->pidfd < 0 && c->sock >= 0 &&
+	    getsockopt(c->sock, SOL_SOCKET, SO_PEERPIDFD, &c->pidfd, &len) < 0) {
+		c->pidfd = -1;
+		if (errno != ENOPROTOOPT)
+			return -ESRCH;
+	}
+	*pidfd = c->pidfd;
+	return 0;
+}
+
 static uint32_t ports_error_result(int err)
 {
 	switch (err) {
@@ -427,6 +476,14 @@ static struct lease *lease_make(struct service *s, const struct caller *c, const
 	l->flags = m->flags;
 	l->transport = m->transport;
 	lr = p->untimed ? lease_table_add_untimed(s->leases, l) : lease_table_add(s->leases, l, p->ttl);
+	if (lr == LEASE_OK && uidcount_add(s->uid_ports, l->uid, lease_numbers(l)) < 0) {
+		lease_table_remove(s->leases, l);
+		lease_unbind(s, l, false);
+		lease_free(l);
+		*res = PORTD_R_INTERNAL;
+		*detail = ENOMEM;
+		return NULL;
+	}
 	if (lr != LEASE_OK) {
 		lease_unbind(s, l, false);
 		lease_free(l);
@@ -481,6 +538,8 @@ static void op_lease(struct service *s, struct caller *c, const struct proto_hdr
 
 	plan.ttl = m.ttl;
 	lr = lease_table_admit(s->leases, c->uid, &plan.ttl);
+	if (lr == LEASE_OK && !ports_admit(s, c->uid, m.count))
+		lr = LEASE_E_QUOTA_UID;
 	if (lr != LEASE_OK) {
 		reply_lease_error(s, r, h, lr);
 		return;
@@ -495,9 +554,12 @@ static void op_lease(struct service *s, struct caller *c, const struct proto_hdr
 		plan.tie_pidfd = pidfd;
 	} else if (m.flags & PORTD_LEASE_F_TIE) {
 		plan.tie_pid = c->pid;
-		plan.tie_pidfd = c->pidfd;
-		if (c->watch && !proc_exited(c->watch))
+		if (c->watch && !proc_exited(c->watch)) {
 			plan.tie_proc = c->watch;
+		} else if (caller_pidfd(c, &plan.tie_pidfd) < 0) {
+			reply_error(r, h->type, h->id, PORTD_R_INVAL, 0);
+			return;
+		}
 	}
 	l = lease_make(s, c, &plan, &res, &detail);
 	if (pidfd >= 0)
@@ -510,6 +572,10 @@ static void op_lease(struct service *s, struct caller *c, const struct proto_hdr
 	if ((m.flags & PORTD_LEASE_F_TIE) && !c->watch && l->watch) {
 		c->watch = l->watch;
 		proc_ref(c->watch);
+	}
+	if (c->watch && c->pidfd >= 0) {
+		close(c->pidfd); /* the watch holds its own */
+		c->pidfd = -1;
 	}
 
 	rep.id = l->id;
@@ -595,6 +661,8 @@ int service_lease_for_pid(struct service *s, const struct caller *c, pid_t pid, 
 
 	/* The quota first: an exhausted quota refuses without a system call. */
 	lr = lease_table_admit(s->leases, c->uid, &ttl);
+	if (lr == LEASE_OK && !ports_admit(s, c->uid, 1))
+		lr = LEASE_E_QUOTA_UID;
 	if (lr != LEASE_OK)
 		return -(int)lease_result_code(lr);
 	r = check_mortal_pid(s, c, pid, &plan.tie_proc, &plan.tie_pidfd);
@@ -827,6 +895,16 @@ void service_abort_lease(struct service *s, uint64_t id)
 	}
 }
 
+void service_discard_lease(struct service *s, uint64_t id)
+{
+	struct lease *l = lease_table_find(s->leases, id);
+
+	if (l) {
+		lease_end(s, l, END_DISCARD);
+		service_rearm(s);
+	}
+}
+
 /* ---- restart ---- */
 
 int service_held_fds(const struct service *s, int **fds, size_t *n)
@@ -953,19 +1031,22 @@ static void restore_one(const struct saved_lease *sl, void *ctx)
 		why = "its id or ports clash with another saved lease, or a limit was lowered";
 		goto drop;
 	}
+	if (uidcount_add(s->uid_ports, l->uid, lease_numbers(l)) < 0) {
+		lease_table_remove(s->leases, l);
+		why = "out of memory";
+		goto drop;
+	}
 	if (sl->tied_pid) {
 		struct proc *p;
 
 		if (procwatch_get(s->procs, sl->tied_pid, -1, &p) < 0) {
-			lease_table_remove(s->leases, l);
 			why = "its process exited while portd was down";
-			goto drop;
+			goto drop_counted;
 		}
 		if (proc_start(p) != sl->tied_start) {
 			procwatch_put(s->procs, p);
-			lease_table_remove(s->leases, l);
 			why = "its process exited while portd was down (pid reused)";
-			goto drop;
+			goto drop_counted;
 		}
 		proc_attach(p, l);
 	}
@@ -974,6 +1055,9 @@ static void restore_one(const struct saved_lease *sl, void *ctx)
 			"lease %" PRIu64 " restored: port %u, uid %u, %" PRIu64 " ms left", l->id,
 			l->ports[0].port, l->uid, lease_expires_in(s->leases, l));
 	return;
+drop_counted:
+	uidcount_sub(s->uid_ports, l->uid, lease_numbers(l));
+	lease_table_remove(s->leases, l);
 drop:
 	lease_unbind(s, l, true);
 	lease_free(l);

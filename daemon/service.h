@@ -42,7 +42,13 @@ struct caller {
 	uint32_t uid;
 	uint32_t gid;
 	pid_t pid;
-	int pidfd; /* the connecting process, or -1 (then pidfd_open(pid) is used) */
+	/*
+	 * The connecting process, taken from sock (SO_PEERPIDFD) only when a
+	 * lease is first tied to it and closed once its watch holds one, so a
+	 * connection costs one fd; -1 meanwhile. The owner of sock closes it.
+	 */
+	int pidfd;
+	int sock; /* the connection, or -1: then pidfd_open(pid) is used */
 	struct proc *watch; /* its process watch, referenced once a lease is tied to it; NULL before */
 };
 
@@ -80,6 +86,12 @@ void service_caller_done(struct service *s, struct caller *c);
 
 /* End a lease whose reply could not be delivered (the client never got it). */
 void service_abort_lease(struct service *s, uint64_t id);
+/*
+ * End a lease whose reply the kernel took but the client discarded unread
+ * (it closed its connection first). Its ports go through the reuse
+ * quarantine, as for a release: the client may have read it after all.
+ */
+void service_discard_lease(struct service *s, uint64_t id);
 
 /* Expire every lease whose deadline has passed; the timer calls this too. */
 void service_expire(struct service *s);

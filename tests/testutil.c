@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -97,13 +98,13 @@ bool test_wrapped(void)
 	return w && *w;
 }
 
-void daemon_start(struct daemon_proc *d, const char *arg, ...)
+/* daemon_start() with the arguments in ap; nofile > 0: RLIMIT_NOFILE (soft and hard) of the daemon. */
+static void daemon_startv(struct daemon_proc *d, unsigned long nofile, const char *arg, va_list ap)
 {
 	const char *argv[MAX_ARGS];
 	char readyfd[16], buf[64];
 	int n = 0, p[2];
 	size_t got = 0;
-	va_list ap;
 
 	if (!d->sock[0]) {
 		strcpy(d->dir, "/tmp/portd-e2e.XXXXXX");
@@ -120,18 +121,20 @@ void daemon_start(struct daemon_proc *d, const char *arg, ...)
 	argv[n++] = d->sock;
 	argv[n++] = "--ready-fd";
 	argv[n++] = readyfd;
-	va_start(ap, arg);
 	for (const char *a = arg; a; a = va_arg(ap, const char *)) {
 		if (n == MAX_ARGS - 1)
 			fail_msg("daemon_start: more than %d arguments", MAX_ARGS - 1);
 		argv[n++] = a;
 	}
-	va_end(ap);
 	argv[n] = NULL;
 
 	d->pid = fork();
 	assert_true(d->pid >= 0);
 	if (d->pid == 0) {
+		struct rlimit rl = { nofile, nofile };
+
+		if (nofile && setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			_exit(126);
 		fcntl(p[1], F_SETFD, 0); /* the ready pipe survives exec */
 		execvp(argv[0], (char *const *)argv);
 		_exit(127);
@@ -159,6 +162,24 @@ void daemon_start(struct daemon_proc *d, const char *arg, ...)
 		waitpid(d->pid, NULL, 0);
 		fail_msg("portd did not become ready");
 	}
+}
+
+void daemon_start(struct daemon_proc *d, const char *arg, ...)
+{
+	va_list ap;
+
+	va_start(ap, arg);
+	daemon_startv(d, 0, arg, ap);
+	va_end(ap);
+}
+
+void daemon_start_nofile(struct daemon_proc *d, unsigned long nofile, const char *arg, ...)
+{
+	va_list ap;
+
+	va_start(ap, arg);
+	daemon_startv(d, nofile, arg, ap);
+	va_end(ap);
 }
 
 static int wait_exit(pid_t pid, int timeout_ms, int *status)
@@ -390,4 +411,63 @@ bool wait_count(struct portd *p, int n, int timeout_ms)
 		if (now_ms() >= end)
 			return false;
 	}
+}
+
+bool wait_fd_count(pid_t pid, int want, int timeout_ms)
+{
+	for (uint64_t end = now_ms() + (uint64_t)timeout_ms;; poll(NULL, 0, 5)) {
+		if (count_fds(pid) == want)
+			return true;
+		if (now_ms() >= end)
+			break;
+	}
+	fprintf(stderr, "# process %d has %d fds, expected %d\n", (int)pid, count_fds(pid), want);
+	return false;
+}
+
+/* The fields of /proc/PID/stat after "(comm)", which may itself hold spaces and parentheses. */
+static bool proc_stat_fields(pid_t pid, char *buf, size_t len, char **rest)
+{
+	char path[64];
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	n = fread(buf, 1, len - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	*rest = strrchr(buf, ')');
+	return *rest != NULL;
+}
+
+long proc_cpu_ticks(pid_t pid)
+{
+	char buf[1024], *p;
+	unsigned long utime, stime;
+
+	/* After "(comm) ": state(3) ... utime(14) stime(15). */
+	if (!proc_stat_fields(pid, buf, sizeof(buf), &p) ||
+	    sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2)
+		return -1;
+	return (long)(utime + stime);
+}
+
+long proc_rss_kb(pid_t pid)
+{
+	char path[64], line[256];
+	long kb = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
 }

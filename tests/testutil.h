@@ -20,6 +20,8 @@ struct daemon_proc {
  * socket path, so a second start serves the same path.
  */
 void daemon_start(struct daemon_proc *d, const char *arg, ...);
+/* daemon_start() with RLIMIT_NOFILE set to nofile (soft and hard) in the daemon. */
+void daemon_start_nofile(struct daemon_proc *d, unsigned long nofile, const char *arg, ...);
 /* SIGTERM, wait (at most 10 s) for a clean exit (status 0), check the socket file is gone. */
 void daemon_term(struct daemon_proc *d);
 /* daemon_term(), then remove its saved state and directory: d is free for a new daemon. */
@@ -30,6 +32,12 @@ void daemon_kill(struct daemon_proc *d);
 int daemons_teardown(void **state);
 /* Entries of /proc/PID/fd. */
 int count_fds(pid_t pid);
+/* Wait (bounded) until count_fds(pid) == want; says what it saw on stderr if it never does. */
+bool wait_fd_count(pid_t pid, int want, int timeout_ms);
+/* CPU time of process pid (user + system) in clock ticks, from /proc/PID/stat; -1 on error. */
+long proc_cpu_ticks(pid_t pid);
+/* Resident set size of process pid in KiB (VmRSS); -1 on error. */
+long proc_rss_kb(pid_t pid);
 
 /*
  * Run $PORTCTL_BIN ARGS... (NULL-terminated) with PORTD_SOCKET=sock (unless
