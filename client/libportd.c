@@ -86,6 +86,7 @@ struct portd {
 	int fd;
 	uint32_t next_id; /* last request id used; ids are never 0 */
 	uint32_t detail;  /* detail of the last reply received */
+	uint32_t hello_id; /* the HELLO sent at connect, until its reply is read; 0 after */
 	uint8_t buf[PORTD_MSG_MAX]; /* one received datagram */
 };
 
@@ -185,6 +186,8 @@ int portd_socket_path(char *buf, size_t len)
 	return sockpath_default(buf, len);
 }
 
+static int req_send(struct portd *p, const struct req *q, uint32_t *req_id);
+
 int portd_connect(const char *path, struct portd **out)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -224,6 +227,17 @@ int portd_connect(const char *path, struct portd **out)
 	 */
 	if (connect(p->fd, (const struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		r = -errno;
+		close(p->fd);
+		free(p);
+		return r;
+	}
+	/*
+	 * portd closes a connection that sends nothing for a while. HELLO at
+	 * once makes this one a talking connection, however long the caller
+	 * waits before its first request; portd_recv() reads the reply first.
+	 */
+	r = req_send(p, &(struct req){ .type = PORTD_MSG_HELLO }, &p->hello_id);
+	if (r < 0) {
 		close(p->fd);
 		free(p);
 		return r;
@@ -284,6 +298,9 @@ static int req_send(struct portd *p, const struct req *q, uint32_t *req_id)
 		break;
 	case PORTD_MSG_STATUS:
 		n = proto_encode_status_req(buf, sizeof(buf), id);
+		break;
+	case PORTD_MSG_HELLO:
+		n = proto_encode_hello_req(buf, sizeof(buf), id);
 		break;
 	default:
 		return -EINVAL;
@@ -513,7 +530,7 @@ static int reply_type(uint16_t type)
 {
 	uint16_t t = type & (uint16_t)~PORTD_MSG_REPLY;
 
-	if (!(type & PORTD_MSG_REPLY) || t < PORTD_MSG_LEASE || t > PORTD_MSG_STATUS)
+	if (!(type & PORTD_MSG_REPLY) || t < PORTD_MSG_LEASE || t > PORTD_MSG_HELLO)
 		return 0;
 	return t;
 }
@@ -609,19 +626,25 @@ static int reply_decode(struct portd *p, size_t n, int *fds, size_t nfds, struct
 		status_from_proto(&r->u.status, &m);
 		return 0;
 	}
+	case PORTD_MSG_HELLO: { /* internal: portd_recv() consumes it */
+		uint32_t uid, pid;
+
+		if (nfds != 0 || proto_decode_hello_rep(body, blen, &uid, &pid) < 0)
+			return -PORTD_E_PROTO;
+		return 0;
+	}
 	}
 	return -PORTD_E_PROTO;
 }
 
-int portd_recv(struct portd *p, struct portd_reply *r)
+/* Read one datagram into *r: 0, -EAGAIN, or an error (fds closed). */
+static int recv_one(struct portd *p, struct portd_reply *r)
 {
 	int fds[PORTD_FDS_MAX];
 	size_t nfds = PORTD_FDS_MAX, i;
 	ssize_t n;
 	int ret;
 
-	if (!p || !r)
-		return -EINVAL;
 	memset(r, 0, sizeof(*r));
 	for (i = 0; i < PORTD_MAX_FDS; i++)
 		r->u.lease.fds[i] = -1;
@@ -644,6 +667,27 @@ int portd_recv(struct portd *p, struct portd_reply *r)
 	}
 	p->detail = r->detail;
 	return 0;
+}
+
+int portd_recv(struct portd *p, struct portd_reply *r)
+{
+	int ret;
+
+	if (!p || !r)
+		return -EINVAL;
+	ret = recv_one(p, r);
+	if (ret == 0 && p->hello_id && r->req_id == p->hello_id) {
+		/* The answer to connecting: an error here (another protocol version) ends the connection. */
+		p->hello_id = 0;
+		if (r->error)
+			return r->error;
+		if (r->type != PORTD_MSG_HELLO)
+			return -PORTD_E_PROTO;
+		ret = recv_one(p, r);
+	}
+	if (ret == 0 && r->type == PORTD_MSG_HELLO)
+		return -PORTD_E_PROTO; /* only the first reply may answer a HELLO */
+	return ret;
 }
 
 /* ---- synchronous calls --------------------------------------------------------- */

@@ -134,7 +134,7 @@ struct portd_status {
 	uint32_t flags;     /* PORTD_STATUS_* */
 	char version[33];
 	uint64_t heap_bytes; /* the daemon's allocator bytes in use; 0: unknown */
-	uint32_t open_fds;   /* the daemon's open file descriptors */
+	uint32_t open_fds;   /* the daemon's open fds; 0 unless you are root or the daemon's uid */
 	/* The host's ephemeral range and how many of its ports are in use, at portd's last scan. */
 	uint16_t eph_lo, eph_hi; /* 0, 0: not scanned */
 	uint32_t eph_in_use;
@@ -154,7 +154,10 @@ int portd_socket_path(char *buf, size_t len);
 /*
  * Connect to path (NULL: portd_socket_path()). -ENOENT / -ECONNREFUSED: no
  * daemon there; -EACCES: no permission on the socket; -EAGAIN: the daemon's
- * listen backlog is full (try again).
+ * listen backlog is full (try again). Sends HELLO without waiting, so the
+ * daemon's idle timeout never closes the connection; portd_recv() consumes
+ * its answer, and a daemon of another protocol version makes the first call
+ * fail with -PORTD_E_VERSION.
  */
 int portd_connect(const char *path, struct portd **out);
 /* Close the connection. Leases tied to this process stay until it exits. Accepts NULL. */

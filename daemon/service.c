@@ -61,6 +61,7 @@ struct service {
 	uint64_t started;
 	uint32_t connections;
 	pid_t self;          /* portd's pid: no lease without a deadline may be tied to it */
+	uid_t self_uid;      /* portd's uid */
 	bool reserved;
 };
 
@@ -175,6 +176,7 @@ struct service *service_new(struct event_base *base, const struct service_config
 	s->started = clock_now(clk);
 	s->reserved = cfg->reserved;
 	s->self = getpid();
+	s->self_uid = geteuid();
 	s->leases = lease_table_new(&cfg->limits, &s->clk);
 	s->ports = ports_new(&cfg->ports, &s->clk, &s->binder);
 	s->procs = procwatch_new(base, on_proc_exit, s);
@@ -835,8 +837,23 @@ static void op_status(struct service *s, struct caller *c, const struct proto_hd
 	m.flags = s->reserved ? PORTD_STATUS_F_RESERVED : 0;
 	snprintf(m.version, sizeof(m.version), "%s", PORTD_VERSION);
 	m.heap_bytes = usage_heap_bytes();
-	m.open_fds = usage_open_fds();
+	/* Counting fds reads /proc/self/fd, one entry per held port: for the daemon's own user and root. */
+	if (c->uid == 0 || c->uid == s->self_uid)
+		m.open_fds = usage_open_fds();
 	n = proto_encode_status_rep(r->buf, sizeof(r->buf), h->id, &m);
+	r->len = n > 0 ? (size_t)n : 0;
+}
+
+static void op_hello(struct service *s, struct caller *c, const struct proto_hdr *h,
+		     const uint8_t *body, size_t blen, struct reply *r)
+{
+	ssize_t n;
+
+	if (proto_decode_hello_req(body, blen) < 0) {
+		reply_error(r, h->type, h->id, PORTD_R_PROTO, 0);
+		return;
+	}
+	n = proto_encode_hello_rep(r->buf, sizeof(r->buf), h->id, c->uid, (uint32_t)c->pid);
 	r->len = n > 0 ? (size_t)n : 0;
 }
 
@@ -849,6 +866,7 @@ static const op_fn ops[] = {
 	[PORTD_MSG_RELEASE] = op_release,
 	[PORTD_MSG_LIST] = op_list,
 	[PORTD_MSG_STATUS] = op_status,
+	[PORTD_MSG_HELLO] = op_hello,
 };
 
 void service_handle(struct service *s, struct caller *c, const void *msg, size_t len,

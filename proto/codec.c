@@ -404,6 +404,43 @@ int proto_decode_list_req(const void *body, size_t len, struct proto_list_req *m
 	return m->flags == 0 && get_u32(b + 12) == 0 ? 0 : -EBADMSG;
 }
 
+/* ---- HELLO ---- */
+
+ssize_t proto_encode_hello_req(void *buf, size_t cap, uint32_t id)
+{
+	if (!msg_start(buf, cap, PORTD_MSG_HELLO, id, PORTD_HELLO_REQ_SIZE))
+		return -EMSGSIZE;
+	return PORTD_HDR_SIZE + PORTD_HELLO_REQ_SIZE;
+}
+
+int proto_decode_hello_req(const void *body, size_t len)
+{
+	return len == PORTD_HELLO_REQ_SIZE ? 0 : -EBADMSG;
+}
+
+ssize_t proto_encode_hello_rep(void *buf, size_t cap, uint32_t id, uint32_t uid, uint32_t pid)
+{
+	uint8_t *b = msg_start(buf, cap, PORTD_MSG_HELLO | PORTD_MSG_REPLY, id, PORTD_HELLO_REP_SIZE);
+
+	if (!b)
+		return -EMSGSIZE;
+	put_u32(b + 8, uid);
+	put_u32(b + 12, pid);
+	return PORTD_HDR_SIZE + PORTD_HELLO_REP_SIZE;
+}
+
+int proto_decode_hello_rep(const void *body, size_t len, uint32_t *uid, uint32_t *pid)
+{
+	const uint8_t *b = body;
+
+	*uid = *pid = 0;
+	if (len != PORTD_HELLO_REP_SIZE || !ok_prefix(b))
+		return -EBADMSG;
+	*uid = get_u32(b + 8);
+	*pid = get_u32(b + 12);
+	return 0;
+}
+
 /* ---- STATUS ---- */
 
 ssize_t proto_encode_status_req(void *buf, size_t cap, uint32_t id)
@@ -691,6 +728,7 @@ const char *proto_type_name(uint16_t type)
 	case PORTD_MSG_RELEASE: return "release";
 	case PORTD_MSG_LIST: return "list";
 	case PORTD_MSG_STATUS: return "status";
+	case PORTD_MSG_HELLO: return "hello";
 	default: return "unknown";
 	}
 }

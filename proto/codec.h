@@ -145,6 +145,11 @@ ssize_t proto_encode_release_req(void *buf, size_t cap, uint32_t id, const struc
 int proto_decode_release_req(const void *body, size_t len, struct proto_release_req *m);
 ssize_t proto_encode_list_req(void *buf, size_t cap, uint32_t id, const struct proto_list_req *m);
 int proto_decode_list_req(const void *body, size_t len, struct proto_list_req *m);
+ssize_t proto_encode_hello_req(void *buf, size_t cap, uint32_t id);
+int proto_decode_hello_req(const void *body, size_t len); /* len must be 0 */
+ssize_t proto_encode_hello_rep(void *buf, size_t cap, uint32_t id, uint32_t uid, uint32_t pid);
+int proto_decode_hello_rep(const void *body, size_t len, uint32_t *uid, uint32_t *pid);
+
 ssize_t proto_encode_status_req(void *buf, size_t cap, uint32_t id);
 int proto_decode_status_req(const void *body, size_t len); /* len must be 0 */
 

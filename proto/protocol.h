@@ -18,7 +18,8 @@
 #define PORTD_PROTO_VERSION 3
 /*
  * 2: PORTD_LEASE_F_PORTSERVER, leases without a deadline.
- * 3: STATUS reply of 120 bytes: heap, fds and the host's ephemeral range.
+ * 3: STATUS reply of 120 bytes: heap, fds and the host's ephemeral range;
+ *    HELLO, the first request of a connection.
  */
 
 #define PORTD_HDR_SIZE 16
@@ -42,6 +43,7 @@ enum portd_msg_type {
 	PORTD_MSG_RELEASE = 3,
 	PORTD_MSG_LIST = 4,
 	PORTD_MSG_STATUS = 5,
+	PORTD_MSG_HELLO = 6,
 };
 
 /*
@@ -204,6 +206,17 @@ enum portd_transport {
 #define PORTD_STATUS_REQ_SIZE 0
 #define PORTD_STATUS_REP_SIZE 120
 #define PORTD_VERSION_LEN 32
+
+/*
+ * HELLO request body: empty. A client sends it first, right after connecting:
+ * the daemon closes a connection that has sent no request for a while.
+ * HELLO reply body, OK (16 bytes):
+ *   0 u32 result, 4 u32 detail
+ *   8 u32 uid             the caller as the daemon sees it (SO_PEERCRED)
+ *  12 u32 pid
+ */
+#define PORTD_HELLO_REQ_SIZE 0
+#define PORTD_HELLO_REP_SIZE 16
 
 #define PORTD_RESULT_SIZE 8 /* result + detail: every reply's prefix */
 

@@ -206,6 +206,16 @@ static int dec_status_rep(const void *body, size_t len)
 	return proto_decode_status_rep(body, len, &m);
 }
 
+static ssize_t enc_hello_req(void *b, size_t cap) { return proto_encode_hello_req(b, cap, 7); }
+static int dec_hello_req(const void *body, size_t len) { return proto_decode_hello_req(body, len); }
+
+static ssize_t enc_hello_rep(void *b, size_t cap) { return proto_encode_hello_rep(b, cap, 7, 1000, 4242); }
+static int dec_hello_rep(const void *body, size_t len)
+{
+	uint32_t uid, pid;
+	return proto_decode_hello_rep(body, len, &uid, &pid);
+}
+
 static ssize_t enc_error(void *b, size_t cap)
 {
 	return proto_encode_error(b, cap, PORTD_MSG_LEASE, 7, PORTD_R_QUOTA_UID, 5);
@@ -228,6 +238,8 @@ static const struct msg_case cases[] = {
 	{ "list_rep_empty", PORTD_MSG_LIST | PORTD_MSG_REPLY, enc_list_rep_empty, dec_list_rep },
 	{ "status_req", PORTD_MSG_STATUS, enc_status_req, dec_status_req },
 	{ "status_rep", PORTD_MSG_STATUS | PORTD_MSG_REPLY, enc_status_rep, dec_status_rep },
+	{ "hello_req", PORTD_MSG_HELLO, enc_hello_req, dec_hello_req },
+	{ "hello_rep", PORTD_MSG_HELLO | PORTD_MSG_REPLY, enc_hello_rep, dec_hello_rep },
 	{ "error", PORTD_MSG_LEASE | PORTD_MSG_REPLY, enc_error, dec_result },
 };
 
@@ -599,6 +611,24 @@ static void test_status_version(void **state)
 	assert_int_equal(proto_decode_status_rep(proto_body(buf), PORTD_STATUS_REP_SIZE, &out), -EBADMSG);
 	v[6] = 0;
 	assert_int_equal(proto_decode_status_rep(proto_body(buf), PORTD_STATUS_REP_SIZE, &out), 0);
+}
+
+static void test_hello_roundtrip(void **state)
+{
+	uint32_t uid = 1, pid = 1;
+
+	assert_int_equal(proto_encode_hello_rep(buf, sizeof(buf), 3, 1000, 4242),
+			 PORTD_HDR_SIZE + PORTD_HELLO_REP_SIZE);
+	assert_int_equal(proto_decode_hello_rep(proto_body(buf), PORTD_HELLO_REP_SIZE, &uid, &pid), 0);
+	assert_int_equal(uid, 1000);
+	assert_int_equal(pid, 4242);
+	/* An error reply is no HELLO reply. */
+	assert_int_equal(proto_encode_error(buf, sizeof(buf), PORTD_MSG_HELLO, 3, PORTD_R_VERSION, 9),
+			 PORTD_HDR_SIZE + PORTD_RESULT_SIZE);
+	assert_int_equal(proto_decode_hello_rep(proto_body(buf), PORTD_RESULT_SIZE, &uid, &pid), -EBADMSG);
+	assert_int_equal(uid, 0);
+	/* A HELLO request has no body. */
+	assert_int_equal(proto_decode_hello_req(proto_body(buf), 4), -EBADMSG);
 }
 
 static void test_status_host_range(void **state)
@@ -1144,7 +1174,8 @@ static void test_names(void **state)
 	assert_string_equal(proto_type_name(PORTD_MSG_LIST), "list");
 	assert_string_equal(proto_type_name(PORTD_MSG_STATUS | PORTD_MSG_REPLY), "status");
 	assert_string_equal(proto_type_name(0), "unknown");
-	assert_string_equal(proto_type_name(6), "unknown");
+	assert_string_equal(proto_type_name(PORTD_MSG_HELLO), "hello");
+	assert_string_equal(proto_type_name(7), "unknown");
 	assert_string_equal(proto_type_name(0xffff), "unknown");
 	assert_string_equal(proto_transport_name(PORTD_TCP), "tcp");
 	assert_string_equal(proto_transport_name(PORTD_UDP), "udp");
@@ -1173,6 +1204,7 @@ int main(void)
 		cmocka_unit_test(test_status_roundtrip),
 		cmocka_unit_test(test_status_version),
 		cmocka_unit_test(test_status_host_range),
+		cmocka_unit_test(test_hello_roundtrip),
 		cmocka_unit_test(test_reserved_nonzero),
 		cmocka_unit_test(test_lease_req_exclude),
 		cmocka_unit_test(test_reply_prefix),
