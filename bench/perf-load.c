@@ -565,6 +565,10 @@ static bool trivial_handle(int fd, struct tslot *slots, uint32_t *freelist, uint
 	fdpass_close_all(fds, nfds);
 	if (proto_hdr_decode(in, (size_t)n, &h) < 0)
 		return true;
+	if (h.type == PORTD_MSG_HELLO) { /* libportd's first request on every connection */
+		trivial_reply(fd, outb, proto_encode_hello_rep(outb, sizeof(outb), h.id, 0, 0), NULL, 0);
+		return true;
+	}
 	if (h.type == PORTD_MSG_LEASE) {
 		struct proto_lease_req m;
 		struct proto_lease_rep rep = { 0 };
