@@ -308,7 +308,7 @@ static void ps_conn_new(struct portserver *ps, int fd, const struct caller *who,
 
 static void ps_accepted(struct portserver *ps, int fd)
 {
-	struct caller who = { .pidfd = -1 };
+	struct caller who = { .pidfd = -1, .sock = -1 };
 	struct ucred cred;
 	socklen_t clen = sizeof(cred);
 	char buf[PORTSERVER_LINE_MAX];
