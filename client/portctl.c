@@ -347,7 +347,7 @@ static const struct command commands[] = {
 	  "namespace; portd need not run. With --json:\n"
 	  "  {\"range\": {\"lo\": 32768, \"hi\": 60999, \"size\": 28232},\n"
 	  "   \"reserved\": {\"list\": \"\", \"in_range\": 0}, \"usable\": 28232,\n"
-	  "   \"in_use\": 1234, \"percent\": 4, \"low\": false, \"tcp\": {\"listening\": 3,\n"
+	  "   \"in_use\": 1234, \"percent\": 4.3, \"low\": false, \"tcp\": {\"listening\": 3,\n"
 	  "   \"established\": 1200, \"time_wait\": 40, \"bound\": 20, \"other\": 0},\n"
 	  "   \"udp\": 5, \"sockets\": 2500, \"by_user\": [{\"uid\": 0, \"user\": \"root\",\n"
 	  "   \"ports\": 1190}], \"portd\": {\"running\": true, \"ports_held\": 20,\n"
@@ -1968,6 +1968,14 @@ static void ports_portd(const struct cli *c, struct portd *p, const struct hostp
 	}
 }
 
+/* The share of usable ports in use, rounded down to a tenth of a percent: "0.8", "83.3". */
+static void ports_percent(const struct hostports *h, char *buf, size_t len)
+{
+	uint64_t permille = h->usable ? (uint64_t)h->in_use * 1000 / h->usable : 1000;
+
+	snprintf(buf, len, "%" PRIu64 ".%" PRIu64, permille / 10, permille % 10);
+}
+
 static const char *user_name(uint32_t uid)
 {
 	struct passwd *pw = getpwuid((uid_t)uid);
@@ -1978,6 +1986,7 @@ static const char *user_name(uint32_t uid)
 static void ports_json(const struct hostports *h, const struct ports_portd *pd)
 {
 	struct json j = { .f = stdout };
+	char pct[16];
 
 	json_open(&j, '{');
 	json_key(&j, "range");
@@ -1993,7 +2002,10 @@ static void ports_json(const struct hostports *h, const struct ports_portd *pd)
 	json_close(&j, '}');
 	json_uint(&j, "usable", h->usable);
 	json_uint(&j, "in_use", h->in_use);
-	json_uint(&j, "percent", hostports_percent(h));
+	ports_percent(h, pct, sizeof(pct));
+	json_key(&j, "percent");
+	json_value_begin(&j);
+	fputs(pct, j.f);
 	json_bool(&j, "low", hostports_low(h, false));
 	json_key(&j, "tcp");
 	json_open(&j, '{');
@@ -2054,7 +2066,7 @@ static void ports_line(const char *label, const char *fmt, ...)
 
 static void ports_text(const struct hostports *h, const struct ports_portd *pd)
 {
-	char users[256] = "";
+	char users[256] = "", pct[16];
 	size_t off = 0;
 
 	ports_line("range:", "%u-%u (%" PRIu32 " ports)", (unsigned)h->lo, (unsigned)h->hi, h->size);
@@ -2062,11 +2074,11 @@ static void ports_text(const struct hostports *h, const struct ports_portd *pd)
 		ports_line("reserved:", "%s (%" PRIu32 " in the range)", h->reserved_list, h->reserved);
 	else
 		ports_line("reserved:", "none");
+	ports_percent(h, pct, sizeof(pct));
 	if (h->reserved)
-		ports_line("in use:", "%" PRIu32 " of %" PRIu32 " not reserved (%u%%)", h->in_use, h->usable,
-			   hostports_percent(h));
+		ports_line("in use:", "%" PRIu32 " of %" PRIu32 " not reserved (%s%%)", h->in_use, h->usable, pct);
 	else
-		ports_line("in use:", "%" PRIu32 " of %" PRIu32 " (%u%%)", h->in_use, h->usable, hostports_percent(h));
+		ports_line("in use:", "%" PRIu32 " of %" PRIu32 " (%s%%)", h->in_use, h->usable, pct);
 	ports_line("  tcp listening:", "%" PRIu32, h->tcp_listen);
 	ports_line("  tcp established:", "%" PRIu32, h->tcp_established);
 	ports_line("  tcp time-wait:", "%" PRIu32, h->tcp_time_wait);
@@ -2092,8 +2104,7 @@ static void ports_text(const struct hostports *h, const struct ports_portd *pd)
 	else
 		ports_line("portd:", "%s", pd->why);
 	if (hostports_low(h, false))
-		print_warning("%u%% of the usable ephemeral ports are in use: %s", hostports_percent(h),
-			      HOSTPORTS_ADVICE);
+		print_warning("%s%% of the usable ephemeral ports are in use: %s", pct, HOSTPORTS_ADVICE);
 }
 
 static int cmd_ports(struct cli *c, struct portd *p)

@@ -1267,10 +1267,7 @@ static bool json_holds(const char *json, const char *expr)
 #define assert_json(json, expr) \
 	do { if (!json_holds(json, expr)) fail_msg("JSON '%s' fails %s", json, expr); } while (0)
 
-/*
- * A socket bound to port on 127.0.0.1, without SO_REUSEADDR: portd's
- * bind(0), which sets it, could otherwise share a TCP port bound so.
- */
+/* A socket bound to port on 127.0.0.1. */
 static int bound_socket(int type, uint16_t port)
 {
 	int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
@@ -1426,7 +1423,7 @@ static void t_ports_picture(void **state)
 	assert_string_equal(err, "");
 	assert_non_null(strstr(out, "range:              40000-40019 (20 ports)\n"));
 	assert_non_null(strstr(out, "reserved:           40018-40019 (2 in the range)\n"));
-	assert_non_null(strstr(out, "in use:             4 of 18 not reserved (22%)\n"));
+	assert_non_null(strstr(out, "in use:             4 of 18 not reserved (22.2%)\n"));
 	assert_int_equal(text_value(out, "  tcp listening:"), 1);   /* 40000 */
 	assert_int_equal(text_value(out, "  tcp established:"), 2); /* 40000 40001 */
 	assert_int_equal(text_value(out, "  tcp time-wait:"), 1);   /* 40002 */
@@ -1440,7 +1437,7 @@ static void t_ports_picture(void **state)
 	assert_int_equal(portctl(nosock, out, sizeof(out), err, sizeof(err), "ports", "--json", NULL), 0);
 	assert_json(out, "d[\"range\"] == {\"lo\": 40000, \"hi\": 40019, \"size\": 20} and "
 			 "d[\"reserved\"] == {\"list\": \"40018-40019\", \"in_range\": 2} and "
-			 "d[\"usable\"] == 18 and d[\"in_use\"] == 4 and d[\"percent\"] == 22 and d[\"low\"] is False and "
+			 "d[\"usable\"] == 18 and d[\"in_use\"] == 4 and d[\"percent\"] == 22.2 and d[\"low\"] is False and "
 			 "d[\"tcp\"] == {\"listening\": 1, \"established\": 2, \"time_wait\": 1, \"bound\": 1, \"other\": 0} and "
 			 "d[\"udp\"] == 1 and d[\"sockets\"] == 6 and "
 			 "d[\"by_user\"] == [{\"uid\": 0, \"user\": \"root\", \"ports\": 3}] and "
@@ -1456,7 +1453,7 @@ static void t_ports_picture(void **state)
 			fail_msg("portd leased port %u, not a free one of the range", leased[i]);
 	}
 	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "ports", NULL), 0);
-	assert_non_null(strstr(out, "in use:             6 of 18 not reserved (33%)\n"));
+	assert_non_null(strstr(out, "in use:             6 of 18 not reserved (33.3%)\n"));
 	assert_int_equal(text_value(out, "  tcp bound:"), 3);
 	assert_non_null(strstr(out, "portd:              2 ports held, chosen by the kernel from this range\n"));
 	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "ports", "--json", NULL), 0);
@@ -1472,26 +1469,26 @@ static void t_ports_picture(void **state)
 		added++;
 	}
 	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "ports", NULL), 0);
-	assert_non_null(strstr(out, "in use:             15 of 18 not reserved (83%)\n"));
-	assert_non_null(strstr(out, "\nwarning: 83% of the usable ephemeral ports are in use: widen "
+	assert_non_null(strstr(out, "in use:             15 of 18 not reserved (83.3%)\n"));
+	assert_non_null(strstr(out, "\nwarning: 83.3% of the usable ephemeral ports are in use: widen "
 				    "net.ipv4.ip_local_port_range, set net.ipv4.tcp_tw_reuse=1"));
 	assert_null(strchr(out, '\033'));
 	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "ports", "--json", NULL), 0);
-	assert_json(out, "d[\"in_use\"] == 15 and d[\"percent\"] == 83 and d[\"low\"] is True");
+	assert_json(out, "d[\"in_use\"] == 15 and d[\"percent\"] == 83.3 and d[\"low\"] is True");
 	assert_null(strchr(out, '\033'));
 
 	static const char *const colour[] = { "TERM=xterm", "NO_COLOR", NULL };
 	static const char *const no_color[] = { "TERM=xterm", "NO_COLOR=1", NULL };
 	static const char *const dumb[] = { "TERM=dumb", "NO_COLOR", NULL };
 	assert_int_equal(portctl_tty(d.sock, colour, out, sizeof(out), "ports", NULL), 0);
-	assert_non_null(strstr(out, "\033[1;33mwarning:\033[0m 83%"));
+	assert_non_null(strstr(out, "\033[1;33mwarning:\033[0m 83.3%"));
 	assert_int_equal(portctl_tty(d.sock, colour, out, sizeof(out), "ports", "--json", NULL), 0);
 	assert_null(strchr(out, '\033')); /* JSON never */
 	assert_int_equal(portctl_tty(d.sock, no_color, out, sizeof(out), "ports", NULL), 0);
-	assert_non_null(strstr(out, "warning: 83%"));
+	assert_non_null(strstr(out, "warning: 83.3%"));
 	assert_null(strchr(out, '\033'));
 	assert_int_equal(portctl_tty(d.sock, dumb, out, sizeof(out), "ports", NULL), 0);
-	assert_non_null(strstr(out, "warning: 83%"));
+	assert_non_null(strstr(out, "warning: 83.3%"));
 	assert_null(strchr(out, '\033'));
 
 	daemon_stop(&d);
