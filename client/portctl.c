@@ -14,6 +14,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -30,6 +31,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "hostports.h"
 #include "portd.h"
 
 #define DEFAULT_TIMEOUT_MS 5000
@@ -115,6 +117,7 @@ struct cli {
 	char **cmd_argv;     /* run: CMD and its ARGS, NULL-terminated (from argv) */
 	int cmd_argc;
 	struct portd *conn;  /* the connection; run may replace it after losing it */
+	int conn_err;        /* ports: why there is no connection (p is NULL), else 0 */
 	void (*saved_sigpipe)(int); /* SIGPIPE's disposition when portctl started, for CMD */
 };
 
@@ -132,6 +135,7 @@ static int cmd_renew(struct cli *c, struct portd *p);
 static int cmd_release(struct cli *c, struct portd *p);
 static int cmd_list(struct cli *c, struct portd *p);
 static int cmd_status(struct cli *c, struct portd *p);
+static int cmd_ports(struct cli *c, struct portd *p);
 
 static const char usage_text[] =
 	"Usage: portctl [--socket PATH] [--timeout MS] COMMAND [ARGS]\n"
@@ -147,6 +151,8 @@ static const char usage_text[] =
 	"  release ID | --port PORT [--json]    end a lease, by id or by port\n"
 	"  list [--json]                        show your leases (root: all leases)\n"
 	"  status [--json]                      show portd's state and limits\n"
+	"  ports [--json]                       show the host's ephemeral ports: how many are\n"
+	"                                       in use, by whom, and how many portd holds\n"
 	"  help [COMMAND]                       show this help, or a command's (also COMMAND --help)\n"
 	"\n"
 	"Lease OPTIONS (lease and run; see `portctl help lease`):\n"
@@ -173,6 +179,8 @@ static const char usage_text[] =
 	"  2  usage error\n"
 	"  3  portd not reachable (no daemon at the socket, permission denied, ...)\n"
 	"  4  protocol error, version mismatch, timeout, or portd closed the connection\n"
+	"  ports: 0 whenever it shows the host's ports, with or without a portd (it\n"
+	"  says whether one runs); 1 if the host's sockets cannot be read\n"
 	"  run: once CMD has started, CMD's exit status (128+N if a signal N killed it);\n"
 	"  126 if CMD could not be executed, 127 if it was not found\n";
 
@@ -294,7 +302,8 @@ static const struct command commands[] = {
 	  "  KIND     fd (the socket was handed to a process), number, or portserver\n"
 	  "           (taken over the portserver socket: ends when TIED exits)\n"
 	  "  TTL      the ttl granted (- for a lease without one: portserver)\n"
-	  "  EXPIRES  time left before the lease ends unless renewed (- for none)\n"
+	  "  EXPIRES  time left before the lease ends unless renewed: in 42s,\n"
+	  "           in 3m05s, in 2h05m, in 1d04h; never for a lease without a ttl\n"
 	  "  OWNER    uid/pid of the process that took the lease (- if unknown)\n"
 	  "  TIED     the process whose exit ends the lease, or -\n"
 	  "With no leases, only the header is printed. With --json:\n"
@@ -306,13 +315,47 @@ static const struct command commands[] = {
 	  "Usage: portctl status [--json]\n"
 	  "\n"
 	  "Show portd's version, uptime, leases (all users' and yours), ports held,\n"
-	  "ports in reuse quarantine, client connections, where ports come from, and\n"
+	  "ports in reuse quarantine, client connections, its memory, where ports come\n"
+	  "from, the host's ephemeral ports in use at portd's last scan (every 10 s),\n"
+	  "with a warning when they are close to exhaustion (see `portctl ports`), and\n"
 	  "its limits. With --json, the same fields:\n"
 	  "  version, uptime_ms, leases, caller_leases, ports_held, quarantined,\n"
 	  "  connections, port_source (\"kernel\" or \"range\"), range_lo, range_hi,\n"
 	  "  reserved (true: the range is kept out of the kernel's automatic choice),\n"
-	  "  default_ttl, max_ttl, max_leases, max_per_uid, quarantine\n"
+	  "  default_ttl, max_ttl, max_leases, max_per_uid, quarantine, heap_bytes,\n"
+	  "  open_fds, eph_lo, eph_hi (the host's ephemeral range; 0, 0: not scanned),\n"
+	  "  eph_in_use, eph_low (true: close to exhaustion)\n"
 	  "(ttls and quarantine in seconds).\n" },
+	{ "ports", cmd_ports, OPT_JSON, 0, 0,
+	  "Usage: portctl ports [--json]\n"
+	  "\n"
+	  "Show the host's ephemeral ports, the range that bind(0) and connect() pick\n"
+	  "from (net.ipv4.ip_local_port_range), and how many of them are in use:\n"
+	  "  range      the range and its size\n"
+	  "  reserved   net.ipv4.ip_local_reserved_ports, and how many of the range\n"
+	  "             it takes out of automatic selection\n"
+	  "  in use     ports of the range, not reserved, with at least one TCP or UDP\n"
+	  "             socket, out of those not reserved; then by state (tcp listening,\n"
+	  "             established, time-wait, bound: neither listening nor connected,\n"
+	  "             other: connecting or closing; udp). A port in several states\n"
+	  "             counts in each, and once in \"in use\".\n"
+	  "  by user    the users whose sockets hold the most of them (a socket in\n"
+	  "             TIME-WAIT belongs to nobody)\n"
+	  "  portd      how many ports portd holds, and whether they are in the range\n"
+	  "A warning follows when 80% or more of the usable ports are in use. The\n"
+	  "sockets are read from the kernel (NETLINK_SOCK_DIAG) in this network\n"
+	  "namespace; portd need not run. With --json:\n"
+	  "  {\"range\": {\"lo\": 32768, \"hi\": 60999, \"size\": 28232},\n"
+	  "   \"reserved\": {\"list\": \"\", \"in_range\": 0}, \"usable\": 28232,\n"
+	  "   \"in_use\": 1234, \"percent\": 4.3, \"low\": false, \"tcp\": {\"listening\": 3,\n"
+	  "   \"established\": 1200, \"time_wait\": 40, \"bound\": 20, \"other\": 0},\n"
+	  "   \"udp\": 5, \"sockets\": 2500, \"by_user\": [{\"uid\": 0, \"user\": \"root\",\n"
+	  "   \"ports\": 1190}], \"portd\": {\"running\": true, \"ports_held\": 20,\n"
+	  "   \"port_source\": \"kernel\", \"range_lo\": 0, \"range_hi\": 0,\n"
+	  "   \"reserved\": false, \"held_in_range\": 20}}\n"
+	  "(held_in_range is null when portd's range is partly inside the range;\n"
+	  "\"portd\": {\"running\": false} when none answers). Exit status 0 also when\n"
+	  "no portd runs.\n" },
 };
 
 static const struct command help_command = { "help", NULL, 0, 0, 1, NULL };
@@ -929,6 +972,13 @@ static void json_null(struct json *j, const char *key)
 	fputs("null", j->f);
 }
 
+static void json_bool(struct json *j, const char *key, bool v)
+{
+	json_key(j, key);
+	json_value_begin(j);
+	fputs(v ? "true" : "false", j->f);
+}
+
 static void json_string(struct json *j, const char *key, const char *s)
 {
 	if (key)
@@ -982,6 +1032,31 @@ static int stdout_flush(void)
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * Colour only on a terminal that has it, and never against NO_COLOR
+ * (no-color.org): piped output, which scripts read, carries no escapes.
+ */
+static bool stdout_colour(void)
+{
+	const char *no = getenv("NO_COLOR"), *term = getenv("TERM");
+
+	return isatty(STDOUT_FILENO) && !(no && *no) && term && *term && strcmp(term, "dumb") != 0;
+}
+
+/* "warning: ..." on stdout, in a part of what a command shows; the word in bold yellow on a terminal. */
+static void print_warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void print_warning(const char *fmt, ...)
+{
+	bool colour = stdout_colour();
+	va_list ap;
+
+	fputs(colour ? "\033[1;33mwarning:\033[0m " : "warning: ", stdout);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
 }
 
 /* ---- commands ---------------------------------------------------------------- */
@@ -1665,11 +1740,11 @@ static void list_row(char (*row)[CELL_SIZE], const struct portd_lease_info *e)
 		off += (size_t)snprintf(row[1] + off, CELL_SIZE - off, "%s%" PRIu16, i ? "," : "", e->ports[i]);
 	snprintf(row[2], CELL_SIZE, "%s", transport_name(e->transport));
 	snprintf(row[3], CELL_SIZE, "%s", lease_kind(e->flags));
-	snprintf(row[4], CELL_SIZE, "%" PRIu32 "s", e->ttl);
+	format_duration(row[4], CELL_SIZE, e->ttl);
 	if (e->expires_in_ms == PORTD_NO_DEADLINE) {
 		/* A portserver lease: no ttl; it ends when its process (TIED) exits. */
 		snprintf(row[4], CELL_SIZE, "-");
-		snprintf(row[5], CELL_SIZE, "-");
+		snprintf(row[5], CELL_SIZE, "never");
 	} else if (e->expires_in_ms == 0) {
 		snprintf(row[5], CELL_SIZE, "now");
 	} else {
@@ -1800,9 +1875,7 @@ static int cmd_status(struct cli *c, struct portd *p)
 		json_string(&j, "port_source", s.range_lo ? "range" : "kernel");
 		json_uint(&j, "range_lo", s.range_lo);
 		json_uint(&j, "range_hi", s.range_hi);
-		json_key(&j, "reserved");
-		json_value_begin(&j);
-		fputs((s.flags & PORTD_STATUS_RESERVED) ? "true" : "false", j.f);
+		json_bool(&j, "reserved", s.flags & PORTD_STATUS_RESERVED);
 		json_uint(&j, "default_ttl", s.default_ttl);
 		json_uint(&j, "max_ttl", s.max_ttl);
 		json_uint(&j, "max_leases", s.max_leases);
@@ -1810,6 +1883,10 @@ static int cmd_status(struct cli *c, struct portd *p)
 		json_uint(&j, "quarantine", s.quarantine);
 		json_uint(&j, "heap_bytes", s.heap_bytes);
 		json_uint(&j, "open_fds", s.open_fds);
+		json_uint(&j, "eph_lo", s.eph_lo);
+		json_uint(&j, "eph_hi", s.eph_hi);
+		json_uint(&j, "eph_in_use", s.eph_in_use);
+		json_bool(&j, "eph_low", s.flags & PORTD_STATUS_EPH_LOW);
 		json_close(&j, '}');
 		return EXIT_OK;
 	}
@@ -1828,11 +1905,230 @@ static int cmd_status(struct cli *c, struct portd *p)
 		       (s.flags & PORTD_STATUS_RESERVED) ? " (reserved: UDP number leases possible)" : "");
 	else
 		printf("port source:   kernel (bind to port 0)\n");
-	printf("default ttl:   %" PRIu32 " s\n", s.default_ttl);
-	printf("max ttl:       %" PRIu32 " s\n", s.max_ttl);
+	if (s.eph_lo)
+		printf("host ports:    %" PRIu32 " of %u in use (%" PRIu16 "-%" PRIu16 ")\n", s.eph_in_use,
+		       (unsigned)s.eph_hi - s.eph_lo + 1, s.eph_lo, s.eph_hi);
+	else
+		printf("host ports:    not scanned by portd (see its log; `portctl ports` reads them)\n");
+	format_duration(up, sizeof(up), s.default_ttl);
+	printf("default ttl:   %s\n", up);
+	format_duration(up, sizeof(up), s.max_ttl);
+	printf("max ttl:       %s\n", up);
 	printf("max leases:    %" PRIu32 "\n", s.max_leases);
 	printf("max per uid:   %" PRIu32 "\n", s.max_per_uid);
-	printf("quarantine:    %" PRIu32 " s\n", s.quarantine);
+	format_duration(up, sizeof(up), s.quarantine);
+	printf("quarantine:    %s\n", up);
+	if (s.flags & PORTD_STATUS_EPH_LOW)
+		print_warning("the host's ephemeral ports are close to exhaustion: `portctl ports` shows "
+			      "who holds them");
+	return EXIT_OK;
+}
+
+/* ---- ports ---------------------------------------------------------------- */
+
+/* What portd holds, as far as STATUS tells: ports_held, and where they come from. */
+struct ports_portd {
+	bool running;
+	char why[320];       /* not running: what connecting or asking said */
+	struct portd_status st;
+	int64_t held_in_range; /* -1: unknown (its range is partly inside) */
+	const char *where;   /* for people: how its ports relate to the range */
+};
+
+static void ports_portd(const struct cli *c, struct portd *p, const struct hostports *h, struct ports_portd *out)
+{
+	struct portd_status *st = &out->st;
+	int r;
+
+	*out = (struct ports_portd){ .held_in_range = -1 };
+	if (!p && (c->conn_err == -ENOENT || c->conn_err == -ECONNREFUSED || c->conn_err == -ENOTDIR)) {
+		snprintf(out->why, sizeof(out->why), "not running at %s", c->path);
+		return;
+	}
+	if (!p) {
+		snprintf(out->why, sizeof(out->why), "not reachable at %s: %s", c->path, portd_strerror(c->conn_err));
+		return;
+	}
+	r = portd_status(p, st, c->timeout_ms);
+	if (r < 0) {
+		snprintf(out->why, sizeof(out->why), "no status from %s: %s", c->path, portd_strerror(r));
+		return;
+	}
+	out->running = true;
+	if (!st->range_lo) {
+		/* bind(0) and portd's own choice past thousands held both pick from the range. */
+		out->held_in_range = st->ports_held;
+		out->where = "chosen by the kernel from this range";
+	} else if (st->range_hi < h->lo || st->range_lo > h->hi) {
+		out->held_in_range = 0;
+		out->where = "outside this range";
+	} else if (st->flags & PORTD_STATUS_RESERVED) {
+		out->held_in_range = 0;
+		out->where = "reserved: not counted above";
+	} else if (st->range_lo >= h->lo && st->range_hi <= h->hi) {
+		out->held_in_range = st->ports_held;
+		out->where = "inside this range: counted above";
+	} else {
+		out->where = "partly inside this range";
+	}
+}
+
+/* The share of usable ports in use, rounded down to a tenth of a percent: "0.8", "83.3". */
+static void ports_percent(const struct hostports *h, char *buf, size_t len)
+{
+	uint64_t permille = h->usable ? (uint64_t)h->in_use * 1000 / h->usable : 1000;
+
+	snprintf(buf, len, "%" PRIu64 ".%" PRIu64, permille / 10, permille % 10);
+}
+
+static const char *user_name(uint32_t uid)
+{
+	struct passwd *pw = getpwuid((uid_t)uid);
+
+	return pw ? pw->pw_name : NULL;
+}
+
+static void ports_json(const struct hostports *h, const struct ports_portd *pd)
+{
+	struct json j = { .f = stdout };
+	char pct[16];
+
+	json_open(&j, '{');
+	json_key(&j, "range");
+	json_open(&j, '{');
+	json_uint(&j, "lo", h->lo);
+	json_uint(&j, "hi", h->hi);
+	json_uint(&j, "size", h->size);
+	json_close(&j, '}');
+	json_key(&j, "reserved");
+	json_open(&j, '{');
+	json_string(&j, "list", h->reserved_list);
+	json_uint(&j, "in_range", h->reserved);
+	json_close(&j, '}');
+	json_uint(&j, "usable", h->usable);
+	json_uint(&j, "in_use", h->in_use);
+	ports_percent(h, pct, sizeof(pct));
+	json_key(&j, "percent");
+	json_value_begin(&j);
+	fputs(pct, j.f);
+	json_bool(&j, "low", hostports_low(h, false));
+	json_key(&j, "tcp");
+	json_open(&j, '{');
+	json_uint(&j, "listening", h->tcp_listen);
+	json_uint(&j, "established", h->tcp_established);
+	json_uint(&j, "time_wait", h->tcp_time_wait);
+	json_uint(&j, "bound", h->tcp_bound);
+	json_uint(&j, "other", h->tcp_other);
+	json_close(&j, '}');
+	json_uint(&j, "udp", h->udp);
+	json_uint(&j, "sockets", h->sockets);
+	json_key(&j, "by_user");
+	json_open(&j, '[');
+	for (size_t i = 0; i < h->nowners; i++) {
+		const char *name = user_name(h->owners[i].uid);
+
+		json_open(&j, '{');
+		json_uint(&j, "uid", h->owners[i].uid);
+		if (name)
+			json_string(&j, "user", name);
+		else
+			json_null(&j, "user");
+		json_uint(&j, "ports", h->owners[i].ports);
+		json_close(&j, '}');
+	}
+	json_close(&j, ']');
+	json_key(&j, "portd");
+	json_open(&j, '{');
+	json_bool(&j, "running", pd->running);
+	if (pd->running) {
+		json_uint(&j, "ports_held", pd->st.ports_held);
+		json_string(&j, "port_source", pd->st.range_lo ? "range" : "kernel");
+		json_uint(&j, "range_lo", pd->st.range_lo);
+		json_uint(&j, "range_hi", pd->st.range_hi);
+		json_bool(&j, "reserved", pd->st.flags & PORTD_STATUS_RESERVED);
+		if (pd->held_in_range >= 0)
+			json_uint(&j, "held_in_range", (uint64_t)pd->held_in_range);
+		else
+			json_null(&j, "held_in_range");
+	}
+	json_close(&j, '}');
+	json_close(&j, '}');
+}
+
+#define PORTS_LABEL 20 /* "  tcp established:  " */
+
+static void ports_line(const char *label, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void ports_line(const char *label, const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("%-*s", PORTS_LABEL, label);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+}
+
+static void ports_text(const struct hostports *h, const struct ports_portd *pd)
+{
+	char users[256] = "", pct[16];
+	size_t off = 0;
+
+	ports_line("range:", "%u-%u (%" PRIu32 " ports)", (unsigned)h->lo, (unsigned)h->hi, h->size);
+	if (h->reserved_list[0])
+		ports_line("reserved:", "%s (%" PRIu32 " in the range)", h->reserved_list, h->reserved);
+	else
+		ports_line("reserved:", "none");
+	ports_percent(h, pct, sizeof(pct));
+	if (h->reserved)
+		ports_line("in use:", "%" PRIu32 " of %" PRIu32 " not reserved (%s%%)", h->in_use, h->usable, pct);
+	else
+		ports_line("in use:", "%" PRIu32 " of %" PRIu32 " (%s%%)", h->in_use, h->usable, pct);
+	ports_line("  tcp listening:", "%" PRIu32, h->tcp_listen);
+	ports_line("  tcp established:", "%" PRIu32, h->tcp_established);
+	ports_line("  tcp time-wait:", "%" PRIu32, h->tcp_time_wait);
+	ports_line("  tcp bound:", "%" PRIu32, h->tcp_bound);
+	ports_line("  tcp other:", "%" PRIu32, h->tcp_other);
+	ports_line("  udp:", "%" PRIu32, h->udp);
+	for (size_t i = 0; i < h->nowners && off < sizeof(users); i++) {
+		const char *name = user_name(h->owners[i].uid);
+
+		if (name)
+			off += (size_t)snprintf(users + off, sizeof(users) - off, "%s%s %" PRIu32, i ? ", " : "",
+						name, h->owners[i].ports);
+		else
+			off += (size_t)snprintf(users + off, sizeof(users) - off, "%suid %" PRIu32 " %" PRIu32,
+						i ? ", " : "", h->owners[i].uid, h->owners[i].ports);
+	}
+	ports_line("by user:", "%s", users[0] ? users : "none");
+	if (pd->running && !pd->st.range_lo)
+		ports_line("portd:", "%" PRIu32 " ports held, %s", pd->st.ports_held, pd->where);
+	else if (pd->running)
+		ports_line("portd:", "%" PRIu32 " ports held in its range %u-%u, %s", pd->st.ports_held,
+			   (unsigned)pd->st.range_lo, (unsigned)pd->st.range_hi, pd->where);
+	else
+		ports_line("portd:", "%s", pd->why);
+	if (hostports_low(h, false))
+		print_warning("%s%% of the usable ephemeral ports are in use: %s", pct, HOSTPORTS_ADVICE);
+}
+
+static int cmd_ports(struct cli *c, struct portd *p)
+{
+	struct ports_portd pd;
+	struct hostports h;
+	int r;
+
+	r = hostports_scan(&h, HOSTPORTS_OWNERS);
+	if (r < 0) {
+		msg("cannot read the host's ports (%s and NETLINK_SOCK_DIAG): %s", HOSTPORTS_RANGE_SYSCTL,
+		    strerror(-r));
+		return EXIT_REFUSED;
+	}
+	ports_portd(c, p, &h, &pd);
+	if (c->json)
+		ports_json(&h, &pd);
+	else
+		ports_text(&h, &pd);
 	return EXIT_OK;
 }
 
@@ -1863,7 +2159,8 @@ static bool std_fds_guard(void)
 /* Whether the command prints a result on stdout. */
 static bool has_output(const struct cli *c)
 {
-	return c->json || c->cmd->run == cmd_lease || c->cmd->run == cmd_list || c->cmd->run == cmd_status;
+	return c->json || c->cmd->run == cmd_lease || c->cmd->run == cmd_list || c->cmd->run == cmd_status ||
+	       c->cmd->run == cmd_ports;
 }
 
 int main(int argc, char **argv)
@@ -1896,12 +2193,19 @@ int main(int argc, char **argv)
 		snprintf(c.path, sizeof(c.path), "%s", c.socket);
 	} else {
 		r = portd_socket_path(c.path, sizeof(c.path));
-		if (r < 0)
+		if (r < 0 && c.cmd->run != cmd_ports)
 			return connect_failed(&c, r);
+		if (r < 0)
+			c.path[0] = '\0';
 	}
-	r = portd_connect(c.path, &p);
-	if (r < 0)
+	/* ports shows the host's ports with or without a portd (with p NULL). */
+	r = c.path[0] ? portd_connect(c.path, &p) : -ENAMETOOLONG;
+	if (r < 0 && c.cmd->run != cmd_ports)
 		return connect_failed(&c, r);
+	if (r < 0) {
+		c.conn_err = r;
+		p = NULL;
+	}
 	c.conn = p;
 	r = c.cmd->run(&c, p);
 	if (r == EXIT_OK && stdout_flush() < 0)

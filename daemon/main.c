@@ -22,6 +22,7 @@
 
 #include "config.h"
 #include "hold.h"
+#include "hostwatch.h"
 #include "log.h"
 #include "notify.h"
 #include "portserver.h"
@@ -468,6 +469,7 @@ struct daemon {
 	struct server *srv;
 	struct portserver *ps;  /* --portserver, or a socket named "portserver" from systemd */
 	struct notify *notify;
+	struct hostwatch *host;
 	struct status_ctx status;
 	struct activation act;
 	struct reservation res;
@@ -622,6 +624,11 @@ static int daemon_start(struct daemon *d)
 	else
 		log_info("portd %s serving %s; ports chosen by the kernel", PORTD_VERSION,
 			 d->activated ? "the socket passed by systemd" : d->o.socket);
+	d->host = hostwatch_new(d->base, d->svc);
+	if (!d->host) {
+		log_err("out of memory while starting");
+		return -1;
+	}
 	service_summary(d->svc, line, sizeof(line));
 	notify_ready(d->notify, line);
 	if (d->o.ready_fd >= 0) {
@@ -671,6 +678,7 @@ static void daemon_free(struct daemon *d)
 			 " malformed, %" PRIu64 " timed out, %" PRIu64 " closed for overload",
 			 st.granted, st.refused, st.malformed, st.timeouts, st.overload);
 	}
+	hostwatch_free(d->host);
 	portserver_free(d->ps);
 	server_free(d->srv);
 	service_free(d->svc);

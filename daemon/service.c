@@ -63,6 +63,7 @@ struct service {
 	pid_t self;          /* portd's pid: no lease without a deadline may be tied to it */
 	uid_t self_uid;      /* portd's uid */
 	bool reserved;
+	struct service_host host;
 };
 
 static const char *const end_reasons[] = { "released", "expired", "process exited", "aborted",
@@ -834,7 +835,10 @@ static void op_status(struct service *s, struct caller *c, const struct proto_hd
 	m.range_lo = pc->lo;
 	m.range_hi = pc->hi;
 	m.caller_leases = lease_table_uid_count(s->leases, c->uid);
-	m.flags = s->reserved ? PORTD_STATUS_F_RESERVED : 0;
+	m.flags = (s->reserved ? PORTD_STATUS_F_RESERVED : 0) | (s->host.low ? PORTD_STATUS_F_EPH_LOW : 0);
+	m.eph_lo = s->host.lo;
+	m.eph_hi = s->host.hi;
+	m.eph_in_use = s->host.in_use;
 	snprintf(m.version, sizeof(m.version), "%s", PORTD_VERSION);
 	m.heap_bytes = usage_heap_bytes();
 	/* Counting fds reads /proc/self/fd, one entry per held port: for the daemon's own user and root. */
@@ -1112,8 +1116,19 @@ int service_restore(struct service *s, const char *path, int *stored, size_t nst
 
 void service_summary(struct service *s, char *buf, size_t len)
 {
+	const struct service_host *h = &s->host;
+	int n;
+
 	ports_expire(s->ports);
-	snprintf(buf, len, "%zu leases, %zu ports held, %zu quarantined, %u connections",
-		 lease_table_count(s->leases), ports_held(s->ports), ports_quarantined(s->ports),
-		 s->connections);
+	n = snprintf(buf, len, "%zu leases, %zu ports held, %zu quarantined, %u connections",
+		     lease_table_count(s->leases), ports_held(s->ports), ports_quarantined(s->ports),
+		     s->connections);
+	if (h->lo && n >= 0 && (size_t)n < len)
+		snprintf(buf + n, len - (size_t)n, "; host ports %u of %u in use%s", h->in_use,
+			 (unsigned)h->hi - h->lo + 1, h->low ? ", close to exhaustion" : "");
+}
+
+void service_set_host(struct service *s, const struct service_host *h)
+{
+	s->host = h ? *h : (struct service_host){ 0 };
 }

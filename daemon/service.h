@@ -109,8 +109,17 @@ int service_held_fds(const struct service *s, int **fds, size_t *n);
 int service_save(const struct service *s, const char *path);
 int service_restore(struct service *s, const char *path, int *stored, size_t nstored);
 
-/* One line for STATUS=: leases, ports held, quarantined, connections. */
+/* One line for STATUS=: leases, ports held, quarantined, connections, and the host's ports. */
 void service_summary(struct service *s, char *buf, size_t len);
+
+/* The host's ephemeral range at the last scan (daemon/hostwatch.h), for STATUS and STATUS=. */
+struct service_host {
+	uint16_t lo, hi;  /* 0, 0: not scanned */
+	uint32_t in_use;
+	bool low;         /* close to exhaustion */
+};
+/* NULL: the host could not be scanned. */
+void service_set_host(struct service *s, const struct service_host *h);
 
 /* Bookkeeping the connection layer reports, for status. */
 void service_conn_count(struct service *s, int delta);

@@ -8,7 +8,10 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
+#include <pty.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -1219,6 +1222,517 @@ static void t_readme_example(void **state)
 	daemon_stop(&d);
 }
 
+/* ---- the host's ports, portctl's output ---- */
+
+#define RANGE_SYSCTL "/proc/sys/net/ipv4/ip_local_port_range"
+#define RESERVED_SYSCTL "/proc/sys/net/ipv4/ip_local_reserved_ports"
+
+static void write_sysctl(const char *path, const char *value)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, value, strlen(value)), (ssize_t)strlen(value));
+	close(fd);
+}
+
+/* Teardown of tests that narrow the ephemeral range: a new namespace's defaults again. */
+static int host_ports_teardown(void **state)
+{
+	daemons_teardown(state);
+	if (private_netns) {
+		write_sysctl(RANGE_SYSCTL, "32768 60999\n");
+		write_sysctl(RESERVED_SYSCTL, "\n");
+	}
+	return 0;
+}
+
+/*
+ * Is json valid JSON for which the Python expression expr (over d, the
+ * parsed value; no single quotes) holds? Prints what python3 says if not.
+ */
+static bool json_holds(const char *json, const char *expr)
+{
+	char cmd[2048];
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd),
+		 "python3 -c 'import json, sys\nd = json.load(sys.stdin)\n"
+		 "assert %s, d' >&2", expr);
+	f = popen(cmd, "w");
+	assert_non_null(f);
+	fputs(json, f);
+	return pclose(f) == 0;
+}
+#define assert_json(json, expr) \
+	do { if (!json_holds(json, expr)) fail_msg("JSON '%s' fails %s", json, expr); } while (0)
+
+/* A socket bound to port on 127.0.0.1. */
+static int bound_socket(int type, uint16_t port)
+{
+	int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+
+	assert_true(fd >= 0);
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+		fail_msg("bind %u: %s", port, strerror(errno));
+	return fd;
+}
+
+/* A client bound to port from, connected to 127.0.0.1:to, whose accepted end from lfd goes to *acc. */
+static int client_from(uint16_t from, uint16_t to, int lfd, int *acc)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(from), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	a.sin_port = htons(to);
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	*acc = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	assert_true(*acc >= 0);
+	return fd;
+}
+
+/* port in TIME-WAIT: the client (bound to it) closes first, then the server's end. */
+static void time_wait_on(uint16_t port, uint16_t to, int lfd)
+{
+	int acc, c = client_from(port, to, lfd, &acc);
+	struct pollfd pf = { .fd = acc, .events = POLLIN };
+	struct tcp_info ti;
+	socklen_t tl = sizeof(ti);
+	char b;
+
+	close(c);
+	assert_int_equal(poll(&pf, 1, 5000), 1);
+	assert_int_equal(read(acc, &b, 1), 0);
+	assert_int_equal(shutdown(acc, SHUT_WR), 0);
+	/* The server's end closes once the client acknowledged its FIN, from TIME-WAIT. */
+	for (int i = 0; i < 100000; i++) {
+		tl = sizeof(ti);
+		assert_int_equal(getsockopt(acc, IPPROTO_TCP, TCP_INFO, &ti, &tl), 0);
+		if (ti.tcpi_state == TCP_CLOSE)
+			break;
+		sched_yield();
+	}
+	assert_int_equal(ti.tcpi_state, TCP_CLOSE);
+	close(acc);
+}
+
+/*
+ * Run portctl ARGS... with stdout on a terminal (a pty) and the environment
+ * changed by env ("NAME=value" sets, "NAME" unsets; NULL-terminated); out
+ * gets what it printed. Returns its exit status.
+ */
+static int portctl_tty(const char *sock, const char *const *env, char *out, size_t len, const char *arg, ...)
+{
+	const char *argv[16];
+	int n = 0, master, slave, status;
+	size_t got = 0;
+	va_list ap;
+	pid_t pid;
+
+	argv[n++] = getenv("PORTCTL_BIN");
+	va_start(ap, arg);
+	for (const char *a = arg; a && n < 15; a = va_arg(ap, const char *))
+		argv[n++] = a;
+	va_end(ap);
+	argv[n] = NULL;
+	assert_int_equal(openpty(&master, &slave, NULL, NULL, NULL), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(slave, 1);
+		close(slave);
+		close(master);
+		setenv("PORTD_SOCKET", sock, 1);
+		for (; *env; env++) {
+			char name[64];
+			const char *eq = strchr(*env, '=');
+
+			snprintf(name, sizeof(name), "%.*s", eq ? (int)(eq - *env) : (int)strlen(*env), *env);
+			if (eq)
+				setenv(name, eq + 1, 1);
+			else
+				unsetenv(name);
+		}
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	close(slave);
+	/* Read until the child's end closes (EIO on Linux); bounded. */
+	for (uint64_t end = now_ms() + 10000; got < len - 1 && now_ms() < end;) {
+		struct pollfd pf = { .fd = master, .events = POLLIN };
+		ssize_t r;
+
+		if (poll(&pf, 1, 1000) <= 0)
+			continue;
+		r = read(master, out + got, len - 1 - got);
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	out[got] = '\0';
+	close(master);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* The value after "label" at the start of a line of text, as a number (-1 if there is none). */
+static long text_value(const char *text, const char *label)
+{
+	for (const char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+		if (strncmp(l, label, strlen(label)) == 0)
+			return strtol(l + strlen(label) + strspn(l + strlen(label), " "), NULL, 10);
+	return -1;
+}
+
+/*
+ * portctl ports: known sockets in a narrowed ephemeral range (40000-40019,
+ * 40018-40019 reserved), counted exactly, with and without a portd; then a
+ * range close to exhaustion, with its warning in colour on a terminal only.
+ */
+static void t_ports_picture(void **state)
+{
+	struct daemon_proc d = { 0 };
+	char out[4096], err[1024], nosock[128];
+	int fds[32], n = 0, acc;
+
+	if (!private_netns)
+		skip(); /* the sysctls are per network namespace: never touch the host's */
+	/* A namespace of its own: no TIME-WAIT left by the tests before. */
+	assert_true(enter_private_netns());
+	write_sysctl(RANGE_SYSCTL, "40000 40019\n");
+	write_sysctl(RESERVED_SYSCTL, "40018-40019\n");
+
+	int lfd = bound_socket(SOCK_STREAM, 40000);
+	assert_int_equal(listen(lfd, 16), 0);
+	fds[n++] = lfd;
+	fds[n++] = client_from(40001, 40000, lfd, &acc);
+	fds[n++] = acc;
+	time_wait_on(40002, 40000, lfd);
+	fds[n++] = bound_socket(SOCK_DGRAM, 40003);
+	fds[n++] = bound_socket(SOCK_STREAM, 40003);
+	fds[n++] = bound_socket(SOCK_DGRAM, 39999); /* outside the range */
+	fds[n++] = bound_socket(SOCK_STREAM, 40018); /* reserved */
+	assert_int_equal(listen(fds[n - 1], 16), 0);
+
+	/* No portd: the picture all the same, exit 0. */
+	snprintf(nosock, sizeof(nosock), "/nonexistent/portd.sock");
+	assert_int_equal(portctl(nosock, out, sizeof(out), err, sizeof(err), "ports", NULL), 0);
+	assert_string_equal(err, "");
+	assert_non_null(strstr(out, "range:              40000-40019 (20 ports)\n"));
+	assert_non_null(strstr(out, "reserved:           40018-40019 (2 in the range)\n"));
+	assert_non_null(strstr(out, "in use:             4 of 18 not reserved (22.2%)\n"));
+	assert_int_equal(text_value(out, "  tcp listening:"), 1);   /* 40000 */
+	assert_int_equal(text_value(out, "  tcp established:"), 2); /* 40000 40001 */
+	assert_int_equal(text_value(out, "  tcp time-wait:"), 1);   /* 40002 */
+	assert_int_equal(text_value(out, "  tcp bound:"), 1);       /* 40003 */
+	assert_int_equal(text_value(out, "  tcp other:"), 0);
+	assert_int_equal(text_value(out, "  udp:"), 1);             /* 40003 */
+	assert_non_null(strstr(out, "by user:            root 3\n")); /* TIME-WAIT is nobody's */
+	assert_non_null(strstr(out, "portd:              not running at /nonexistent/portd.sock\n"));
+	assert_null(strstr(out, "warning"));
+	assert_null(strchr(out, '\033'));
+	assert_int_equal(portctl(nosock, out, sizeof(out), err, sizeof(err), "ports", "--json", NULL), 0);
+	assert_json(out, "d[\"range\"] == {\"lo\": 40000, \"hi\": 40019, \"size\": 20} and "
+			 "d[\"reserved\"] == {\"list\": \"40018-40019\", \"in_range\": 2} and "
+			 "d[\"usable\"] == 18 and d[\"in_use\"] == 4 and d[\"percent\"] == 22.2 and d[\"low\"] is False and "
+			 "d[\"tcp\"] == {\"listening\": 1, \"established\": 2, \"time_wait\": 1, \"bound\": 1, \"other\": 0} and "
+			 "d[\"udp\"] == 1 and d[\"sockets\"] == 6 and "
+			 "d[\"by_user\"] == [{\"uid\": 0, \"user\": \"root\", \"ports\": 3}] and "
+			 "d[\"portd\"] == {\"running\": False}");
+
+	/* A portd choosing by the kernel: its two held ports are bound ones of the range, free on TCP. */
+	daemon_start(&d, NULL);
+	uint16_t leased[2];
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "lease", NULL), 0);
+		leased[i] = (uint16_t)strtoul(out, NULL, 10);
+		if (leased[i] < 40004 || leased[i] > 40017)
+			fail_msg("portd leased port %u, not a free one of the range", leased[i]);
+	}
+	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "ports", NULL), 0);
+	assert_non_null(strstr(out, "in use:             6 of 18 not reserved (33.3%)\n"));
+	assert_int_equal(text_value(out, "  tcp bound:"), 3);
+	assert_non_null(strstr(out, "portd:              2 ports held, chosen by the kernel from this range\n"));
+	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "ports", "--json", NULL), 0);
+	assert_json(out, "d[\"in_use\"] == 6 and d[\"tcp\"][\"bound\"] == 3 and "
+			 "d[\"portd\"] == {\"running\": True, \"ports_held\": 2, \"port_source\": \"kernel\", "
+			 "\"range_lo\": 0, \"range_hi\": 0, \"reserved\": False, \"held_in_range\": 2}");
+
+	/* 15 of 18 in use (83 %): the warning, in colour on a terminal only. */
+	for (uint16_t port = 40004, added = 0; added < 9 && port <= 40017; port++) {
+		if (port == leased[0] || port == leased[1])
+			continue; /* a port in use on TCP already: no new port in use */
+		fds[n++] = bound_socket(SOCK_DGRAM, port);
+		added++;
+	}
+	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "ports", NULL), 0);
+	assert_non_null(strstr(out, "in use:             15 of 18 not reserved (83.3%)\n"));
+	assert_non_null(strstr(out, "\nwarning: 83.3% of the usable ephemeral ports are in use: widen "
+				    "net.ipv4.ip_local_port_range, set net.ipv4.tcp_tw_reuse=1"));
+	assert_null(strchr(out, '\033'));
+	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "ports", "--json", NULL), 0);
+	assert_json(out, "d[\"in_use\"] == 15 and d[\"percent\"] == 83.3 and d[\"low\"] is True");
+	assert_null(strchr(out, '\033'));
+
+	static const char *const colour[] = { "TERM=xterm", "NO_COLOR", NULL };
+	static const char *const no_color[] = { "TERM=xterm", "NO_COLOR=1", NULL };
+	static const char *const dumb[] = { "TERM=dumb", "NO_COLOR", NULL };
+	assert_int_equal(portctl_tty(d.sock, colour, out, sizeof(out), "ports", NULL), 0);
+	assert_non_null(strstr(out, "\033[1;33mwarning:\033[0m 83.3%"));
+	assert_int_equal(portctl_tty(d.sock, colour, out, sizeof(out), "ports", "--json", NULL), 0);
+	assert_null(strchr(out, '\033')); /* JSON never */
+	assert_int_equal(portctl_tty(d.sock, no_color, out, sizeof(out), "ports", NULL), 0);
+	assert_non_null(strstr(out, "warning: 83.3%"));
+	assert_null(strchr(out, '\033'));
+	assert_int_equal(portctl_tty(d.sock, dumb, out, sizeof(out), "ports", NULL), 0);
+	assert_non_null(strstr(out, "warning: 83.3%"));
+	assert_null(strchr(out, '\033'));
+
+	daemon_stop(&d);
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+}
+
+/* Count the lines of file path that contain s. */
+static int lines_with(const char *path, const char *s)
+{
+	char line[1024];
+	int n = 0;
+	FILE *f = fopen(path, "r");
+
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f))
+		n += strstr(line, s) != NULL;
+	fclose(f);
+	return n;
+}
+
+/* Wait (at most 25 s: two of portd's 10 s scans) until portd's status satisfies ok. */
+static bool wait_status(const struct daemon_proc *d, bool (*ok)(const struct portd_status *, uint32_t),
+			uint32_t arg, struct portd_status *st)
+{
+	struct portd *p = connect_ok(d);
+	bool met = false;
+
+	for (uint64_t end = now_ms() + 25000; !met && now_ms() < end; poll(NULL, 0, 50)) {
+		assert_int_equal(portd_status(p, st, T), 0);
+		met = ok(st, arg);
+	}
+	portd_disconnect(p);
+	return met;
+}
+
+static bool eph_count_is(const struct portd_status *st, uint32_t n) { return st->eph_in_use == n; }
+static bool eph_not_low(const struct portd_status *st, uint32_t n) { return !(st->flags & PORTD_STATUS_EPH_LOW); }
+
+/*
+ * portd watches the host's ephemeral range: a range 80 % in use at start is
+ * in its status, STATUS= line and log at once; the log warns once however
+ * many scans find it so, and says once that it recovered.
+ */
+static void t_host_ports_warning(void **state)
+{
+	struct daemon_proc d = { 0 };
+	struct portd_status st;
+	char out[4096], err[1024], log[] = "/tmp/portd-e2e-log.XXXXXX";
+	int fds[10], saved, lf;
+
+	if (!private_netns)
+		skip();
+	assert_true(enter_private_netns()); /* quiet: no TIME-WAIT of the tests before */
+	write_sysctl(RANGE_SYSCTL, "40000 40009\n");
+	for (int i = 0; i < 8; i++)
+		fds[i] = bound_socket(i % 2 ? SOCK_STREAM : SOCK_DGRAM, (uint16_t)(40000 + i));
+
+	/* portd's stderr (its log) goes to a file: start it with ours there. */
+	lf = mkstemp(log);
+	assert_true(lf >= 0);
+	saved = dup(2);
+	assert_true(saved >= 0);
+	dup2(lf, 2);
+	daemon_start(&d, NULL);
+	dup2(saved, 2);
+	close(saved);
+	close(lf);
+
+	/* The scan at start, before ready. */
+	struct portd *p = connect_ok(&d);
+	assert_int_equal(portd_status(p, &st, T), 0);
+	portd_disconnect(p);
+	assert_int_equal(st.eph_lo, 40000);
+	assert_int_equal(st.eph_hi, 40009);
+	assert_int_equal(st.eph_in_use, 8);
+	assert_true(st.flags & PORTD_STATUS_EPH_LOW);
+	assert_int_equal(lines_with(log, "warning: the host's ephemeral ports are close to exhaustion: 8 of 10 in "
+				    "use (80%; range 40000-40009, 0 reserved; 0 in TIME-WAIT): widen"), 1);
+	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "status", NULL), 0);
+	assert_non_null(strstr(out, "\nhost ports:    8 of 10 in use (40000-40009)\n"));
+	assert_non_null(strstr(out, "\nwarning: the host's ephemeral ports are close to exhaustion: `portctl ports` "
+				    "shows who holds them\n"));
+	assert_null(strchr(out, '\033'));
+	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "status", "--json", NULL), 0);
+	assert_json(out, "d[\"eph_lo\"] == 40000 and d[\"eph_hi\"] == 40009 and d[\"eph_in_use\"] == 8 and "
+			 "d[\"eph_low\"] is True");
+
+	/* A later scan finds 9 in use: still low, and no second warning. */
+	fds[8] = bound_socket(SOCK_DGRAM, 40008);
+	assert_true(wait_status(&d, eph_count_is, 9, &st));
+	assert_true(st.flags & PORTD_STATUS_EPH_LOW);
+	assert_int_equal(lines_with(log, "close to exhaustion"), 1);
+
+	/* All closed: the next scan finds it recovered, and says so once. */
+	for (int i = 0; i < 9; i++)
+		close(fds[i]);
+	assert_true(wait_status(&d, eph_not_low, 0, &st));
+	assert_int_equal(st.eph_in_use, 0);
+	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "status", NULL), 0);
+	assert_non_null(strstr(out, "\nhost ports:    0 of 10 in use (40000-40009)\n"));
+	assert_null(strstr(out, "warning"));
+	daemon_stop(&d);
+	assert_int_equal(lines_with(log, "close to exhaustion"), 1);
+	assert_int_equal(lines_with(log, "info: the host's ephemeral ports have recovered: 0 of 10 in use (0%; "
+				    "range 40000-40009)"), 1);
+	unlink(log);
+}
+
+/* Where each column of a table's header starts: the offsets of its words. */
+static size_t header_columns(const char *line, size_t *col, size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; line[i] && line[i] != '\n' && n < max; i++)
+		if (line[i] != ' ' && (i == 0 || line[i - 1] == ' '))
+			col[n++] = i;
+	return n;
+}
+
+/* Every row of the table has a cell starting at each column of its header, after a space. */
+static void assert_aligned(const char *table, size_t ncols)
+{
+	size_t col[16], k;
+	const char *row;
+
+	assert_int_equal(header_columns(table, col, 16), ncols);
+	for (row = strchr(table, '\n'); row && row[1]; row = strchr(row + 1, '\n')) {
+		const char *r = row + 1;
+		size_t len = strcspn(r, "\n");
+
+		for (k = 1; k < ncols; k++)
+			if (col[k] >= len || r[col[k]] == ' ' || r[col[k] - 1] != ' ' || r[col[k] - 2] != ' ')
+				fail_msg("column %zu of '%.*s' does not start at %zu:\n%s", k, (int)len, r, col[k], table);
+	}
+}
+
+/* Cell k of the table row starting with "id ", trimmed, by the header's columns; "" if none. */
+static const char *table_cell(const char *table, const char *id, size_t k)
+{
+	static char cell[256];
+	size_t col[16], ncols = header_columns(table, col, 16), len, end;
+	char start[32];
+	const char *row;
+
+	snprintf(start, sizeof(start), "\n%s ", id);
+	row = strstr(table, start);
+	cell[0] = '\0';
+	if (!row || k >= ncols)
+		return cell;
+	row++;
+	len = strcspn(row, "\n");
+	end = k + 1 < ncols ? col[k + 1] : len;
+	if (col[k] >= len)
+		return cell;
+	if (end > len)
+		end = len;
+	snprintf(cell, sizeof(cell), "%.*s", (int)(end - col[k]), row + col[k]);
+	for (len = strlen(cell); len && cell[len - 1] == ' '; len--)
+		cell[len - 1] = '\0';
+	return cell;
+}
+
+/*
+ * portctl's output for people: list in aligned columns with long values (16
+ * ports, a lease without deadline), human durations, and --json that parses
+ * for every command that prints something; nothing on a pipe has escapes.
+ */
+static void t_portctl_output(void **state)
+{
+	struct daemon_proc d = { 0 };
+	char out[8192], err[1024], id[32], id16[32], pidline[32];
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int fd;
+
+	daemon_start(&d, "--portserver", "@portd-e2e-output", NULL);
+	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "lease", "--ttl", "3600", "--json", NULL), 0);
+	assert_json(out, "set(d) == {\"id\", \"ports\", \"transport\", \"ttl\", \"expires_in\"} and d[\"ttl\"] == 3600");
+	snprintf(id, sizeof(id), "%llu", strtoull(strstr(out, "\"id\": ") + 6, NULL, 10));
+	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "lease", "--count", "16", "--ttl", "90",
+				 "--json", NULL), 0);
+	assert_json(out, "len(d[\"ports\"]) == 16");
+	snprintf(id16, sizeof(id16), "%llu", strtoull(strstr(out, "\"id\": ") + 6, NULL, 10));
+	/* A portserver lease (portpicker's protocol): no ttl, no deadline. */
+	memcpy(a.sun_path + 1, "portd-e2e-output", strlen("portd-e2e-output"));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&a,
+				 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strlen("portd-e2e-output"))), 0);
+	snprintf(pidline, sizeof(pidline), "%d\n", (int)getpid());
+	assert_int_equal(write(fd, pidline, strlen(pidline)), (ssize_t)strlen(pidline));
+	char port[16] = "";
+	assert_true(read(fd, port, sizeof(port) - 1) > 0);
+	port[strcspn(port, "\n")] = '\0';
+	close(fd);
+
+	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "list", NULL), 0);
+	assert_null(strchr(out, '\033'));
+	assert_int_equal(strncmp(out, "ID  PORT(S)", 11), 0);
+	assert_aligned(out, 8);
+	assert_string_equal(table_cell(out, "1", 4), "1h00m"); /* TTL */
+	/* EXPIRES: in 1h00m, or in 59m59s a moment later. */
+	assert_int_equal(strncmp(table_cell(out, "1", 5), "in ", 3), 0);
+	assert_string_equal(table_cell(out, "2", 4), "1m30s");
+	assert_int_equal(strlen(table_cell(out, "2", 1)), 16 * 6 - 1); /* 16 ports, commas between */
+	assert_string_equal(table_cell(out, "3", 3), "portserver");
+	assert_string_equal(table_cell(out, "3", 4), "-");
+	assert_string_equal(table_cell(out, "3", 5), "never");
+	snprintf(pidline, sizeof(pidline), "%d", (int)getpid());
+	assert_string_equal(table_cell(out, "3", 7), pidline); /* TIED */
+	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "list", "--json", NULL), 0);
+	assert_json(out, "[len(e[\"ports\"]) for e in d[\"leases\"]] == [1, 16, 1] and "
+			 "d[\"leases\"][2][\"expires_in_ms\"] is None and d[\"leases\"][0][\"ttl\"] == 3600");
+
+	/* renew and release print nothing, or a small object with --json. */
+	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "renew", id, "--ttl", "120", NULL), 0);
+	assert_string_equal(out, "");
+	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "renew", id, "--ttl", "120", "--json", NULL), 0);
+	assert_json(out, "d == {\"id\": 1, \"ttl\": 120}");
+	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "release", id16, "--json", NULL), 0);
+	assert_json(out, "d == {\"id\": 2}");
+	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "release", "--port", port, "--json", NULL), 0);
+	assert_json(out, "d == {\"id\": 3}");
+	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "release", id, NULL), 0);
+	assert_string_equal(out, "");
+
+	/* status: durations for people, seconds in JSON. */
+	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "status", NULL), 0);
+	assert_null(strchr(out, '\033'));
+	assert_non_null(strstr(out, "\ndefault ttl:   5m00s\n"));
+	assert_non_null(strstr(out, "\nmax ttl:       1d00h\n"));
+	assert_non_null(strstr(out, "\nquarantine:    1m00s\n"));
+	assert_non_null(strstr(out, "\nhost ports:    "));
+	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "status", "--json", NULL), 0);
+	assert_json(out, "d[\"default_ttl\"] == 300 and d[\"max_ttl\"] == 86400 and d[\"quarantine\"] == 60 and "
+			 "d[\"leases\"] == 0 and d[\"eph_lo\"] > 0 and d[\"eph_hi\"] >= d[\"eph_lo\"] and "
+			 "isinstance(d[\"eph_in_use\"], int) and d[\"eph_low\"] in (True, False)");
+	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "ports", "--json", NULL), 0);
+	assert_json(out, "d[\"portd\"][\"running\"] is True");
+	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "list", NULL), 0);
+	assert_string_equal(out, "ID  PORT(S)  PROTO  KIND  TTL  EXPIRES  OWNER  TIED\n");
+	daemon_stop(&d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1242,6 +1756,9 @@ int main(void)
 		cmocka_unit_test_teardown(t_tied_to_pid, daemons_teardown),
 		cmocka_unit_test_teardown(t_reserve, daemons_teardown),
 		cmocka_unit_test_teardown(t_restart_state, daemons_teardown),
+		cmocka_unit_test_teardown(t_portctl_output, daemons_teardown),
+		cmocka_unit_test_teardown(t_ports_picture, host_ports_teardown),
+		cmocka_unit_test_teardown(t_host_ports_warning, host_ports_teardown),
 	};
 
 	private_netns = e2e_setup();

@@ -10,7 +10,10 @@
 #     connections over IPv4 and IPv6 (portd created that socket in its own
 #     cgroup, whose IP filter would apply);
 #   - LimitNOFILE=: portd runs with soft = hard open-files limit, enough for
-#     its default limits (no warning in its log).
+#     its default limits (no warning in its log);
+#   - RestrictAddressFamilies= keeps AF_NETLINK: portd reads the host's
+#     ephemeral ports through NETLINK_SOCK_DIAG (status shows them, and the
+#     log has no warning that it cannot).
 SD_DROPIN=$'ExecStart=\nExecStart=/run/portd-test/bin/portd -v --range 40000-40999'${SD_DROPIN:+$'\n'$SD_DROPIN}
 . "$(dirname "$0")/lib.sh"
 sd_init
@@ -22,6 +25,10 @@ timeout 20 nsenter -t "$BOX" -m -p -u -n systemctl --no-ask-password start portd
 	sd_fail "systemctl start portd.service failed or hung"
 box_client "$PORTCTL_BIN" --socket "$BOX_SOCK" status --json | grep -q '"reserved": *true' ||
 	sd_fail "portd does not see its reserved range: $(box_client "$PORTCTL_BIN" --socket "$BOX_SOCK" status)"
+st=$(box_client "$PORTCTL_BIN" --socket "$BOX_SOCK" status --json)
+echo "$st" | grep -Eq '"eph_lo": [1-9][0-9]*, "eph_hi": [1-9][0-9]*' ||
+	sd_fail "portd does not see the host's ephemeral ports: $st; $(box_journal -u portd.service -o cat | grep 'ephemeral' || true)"
+sd_log "host's ephemeral ports seen through NETLINK_SOCK_DIAG: $(echo "$st" | grep -o '"eph_lo.*')"
 port=$(box_client "$PORTCTL_BIN" --socket "$BOX_SOCK" lease --udp --ttl 60) || sd_fail "no UDP number lease"
 [ "$port" -ge 40000 ] && [ "$port" -le 40999 ] || sd_fail "UDP lease outside the range: $port"
 sd_log "reserved range seen through /proc/sys; UDP number lease $port"
@@ -69,6 +76,9 @@ read -r soft hard < <(box_exec awk '/^Max open files/ { print $4, $5 }' "/proc/$
 [ "$soft" = "$hard" ] || sd_fail "open-files limit: soft $soft, hard $hard"
 if box_journal -u portd.service -o cat | grep 'open-files limit'; then
 	sd_fail "portd warns about its open-files limit"
+fi
+if box_journal -u portd.service -o cat | grep "cannot read the host's ephemeral ports"; then
+	sd_fail "portd cannot read the host's ephemeral ports under its sandbox"
 fi
 sd_log "open-files limit $soft (soft = hard), no warning"
 sd_pass
