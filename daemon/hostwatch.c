@@ -103,10 +103,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	scan_failed(w, r);
 }
 
-struct hostwatch *hostwatch_new(struct event_base *base, struct service *svc)
+struct hostwatch *hostwatch_new(struct event_base *base, struct service *svc, unsigned interval_s)
 {
 	struct hostwatch *w = calloc(1, sizeof(*w));
-	struct timeval every = { HOSTWATCH_INTERVAL_S, 0 };
+	struct timeval every = { (time_t)interval_s, 0 };
 	struct hostports h;
 	int r;
 

@@ -1,6 +1,6 @@
 /*
  * The host's ephemeral ports, watched from the event loop: a scan
- * (proto/hostports.h) at start and every HOSTWATCH_INTERVAL_S, whose result
+ * (proto/hostports.h) at start and then periodically, whose result
  * goes to the service (STATUS, the STATUS= line). The log says once when the
  * range comes close to exhaustion and once when it has recovered.
  */
@@ -11,14 +11,14 @@ struct event_base;
 struct hostwatch;
 struct service;
 
-#define HOSTWATCH_INTERVAL_S 10
+#define HOSTWATCH_INTERVAL_S 10 /* the default period */
 
 /*
  * Scan once now (before portd says it is ready, so that its first status
- * has the host's ports), then every HOSTWATCH_INTERVAL_S. A host that cannot
+ * has the host's ports), then every interval_s seconds. A host that cannot
  * be scanned is logged and retried. NULL only on ENOMEM.
  */
-struct hostwatch *hostwatch_new(struct event_base *base, struct service *svc);
+struct hostwatch *hostwatch_new(struct event_base *base, struct service *svc, unsigned interval_s);
 /* Accepts NULL. */
 void hostwatch_free(struct hostwatch *w);
 

@@ -40,6 +40,7 @@ struct options {
 	struct service_config svc;
 	struct server_limits conns;
 	int ready_fd;
+	uint32_t host_scan_s; /* seconds between scans of the host's ephemeral ports */
 	bool reserve;
 };
 
@@ -71,6 +72,8 @@ static void usage(FILE *f)
 		"                              open client connections of one user (default 512:\n"
 		"                              a test runner's hundreds of workers, each with its\n"
 		"                              connection, and room for three more such users)\n"
+		"      --host-scan SECONDS     how often to count the host's ephemeral ports in use\n"
+		"                              (default 10)\n"
 		"      --idle-timeout SECONDS  close a connection that sends no request within this\n"
 		"                              long of connecting (default 10; 0: never)\n"
 		"      --state-file PATH       where leases are saved on exit and restored from at start\n"
@@ -129,7 +132,7 @@ static int bad(const char *opt, const char *val, const char *want)
 
 static int parse_options(int argc, char **argv, struct options *o)
 {
-	enum { O_MODE = 256, O_GROUP, O_QUAR, O_DTTL, O_MTTL, O_MAXL, O_MAXU, O_MAXC, O_MAXCU, O_IDLE, O_READY,
+	enum { O_MODE = 256, O_GROUP, O_QUAR, O_DTTL, O_MTTL, O_MAXL, O_MAXU, O_MAXC, O_MAXCU, O_IDLE, O_HOST, O_READY,
 	       O_RESERVE, O_STATE, O_PORTSERVER };
 	static const struct option longopts[] = {
 		{ "socket", required_argument, NULL, 's' },
@@ -145,6 +148,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "max-connections", required_argument, NULL, O_MAXC },
 		{ "max-connections-per-uid", required_argument, NULL, O_MAXCU },
 		{ "idle-timeout", required_argument, NULL, O_IDLE },
+		{ "host-scan", required_argument, NULL, O_HOST },
 		{ "ready-fd", required_argument, NULL, O_READY },
 		{ "state-file", required_argument, NULL, O_STATE },
 		{ "portserver", optional_argument, NULL, O_PORTSERVER },
@@ -218,6 +222,10 @@ static int parse_options(int argc, char **argv, struct options *o)
 			if (parse_u32(optarg, 0, 86400, &v, 10) < 0)
 				return bad("--idle-timeout", optarg, "seconds, 0 to 86400");
 			o->conns.idle_timeout_ms = v * 1000;
+			break;
+		case O_HOST:
+			if (parse_u32(optarg, 1, 86400, &o->host_scan_s, 10) < 0)
+				return bad("--host-scan", optarg, "seconds, 1 to 86400");
 			break;
 		case O_STATE:
 			if (!*optarg || strlen(optarg) >= sizeof(o->state))
@@ -624,7 +632,7 @@ static int daemon_start(struct daemon *d)
 	else
 		log_info("portd %s serving %s; ports chosen by the kernel", PORTD_VERSION,
 			 d->activated ? "the socket passed by systemd" : d->o.socket);
-	d->host = hostwatch_new(d->base, d->svc);
+	d->host = hostwatch_new(d->base, d->svc, d->o.host_scan_s);
 	if (!d->host) {
 		log_err("out of memory while starting");
 		return -1;
@@ -719,6 +727,7 @@ int main(int argc, char **argv)
 			},
 			.conns = { .max_conns = 2048, .max_per_uid = 512, .idle_timeout_ms = 10000 },
 			.ready_fd = -1,
+			.host_scan_s = HOSTWATCH_INTERVAL_S,
 		},
 		.act = { .control = -1 },
 	};

@@ -1510,7 +1510,7 @@ static int lines_with(const char *path, const char *s)
 	return n;
 }
 
-/* Wait (at most 25 s: two of portd's 10 s scans) until portd's status satisfies ok. */
+/* Wait (at most 25 s) until portd's status satisfies ok. */
 static bool wait_status(const struct daemon_proc *d, bool (*ok)(const struct portd_status *, uint32_t),
 			uint32_t arg, struct portd_status *st)
 {
@@ -1553,7 +1553,7 @@ static void t_host_ports_warning(void **state)
 	saved = dup(2);
 	assert_true(saved >= 0);
 	dup2(lf, 2);
-	daemon_start(&d, NULL);
+	daemon_start(&d, "--host-scan", "1", NULL);
 	dup2(saved, 2);
 	close(saved);
 	close(lf);
