@@ -34,13 +34,15 @@
  * must be exactly the same and the heap within HEAP_SLACK bytes.
  *
  * The warm-up, and the peak each step reaches:
- *  A. 2 * NWORKERS + 8 processes hold MAX_LEASES tied leases at once: the
- *     lease table's id index and deadline heap (sized by the lease count,
- *     which --max-leases caps) and the process watch table (sized by the live
+ *  A. 2 * NWORKERS + 8 processes hold as many tied leases at once as can
+ *     live (one port each; the range, smaller than --max-leases, caps them):
+ *     the lease table's id index and deadline heap (sized by the lease count)
+ *     and the process watch table (sized by the live
  *     processes with tied leases, at most NWORKERS plus the few just killed);
- *  B. every port of the range held on TCP and UDP, as fds: the port index
- *     (sized by held (port, transport) pairs) and, when all are released at
- *     once, the quarantine ring (at most one entry per pair);
+ *  B. every port the four uids can hold at once (the per-uid limit counts
+ *     ports; the range is smaller still), on TCP and UDP, as fds: the port index (sized by held (port,
+ *     transport) pairs) and, when all are released at once, the quarantine
+ *     ring (at most one entry per pair);
  *  C. COVER_CONNS connections at once, twice with the fd numbers shifted by
  *     one: libevent's per-fd slots (allocated for each fd number ever given an
  *     event, never freed) for every fd number up to 2 * COVER_CONNS, far above
@@ -91,14 +93,14 @@
 
 #define T 10000             /* ms: every library call, every wait for a worker */
 #define RANGE_LO 40000
-#define RANGE_HI 40299
+#define RANGE_HI 40139      /* 140 ports: fewer than the uids may hold, so the range runs out */
 #define NRANGE (RANGE_HI - RANGE_LO + 1)
 #define PER_UID 40          /* --max-leases-per-uid */
 #define MAX_LEASES (4 * PER_UID) /* --max-leases: every uid at its limit */
 #define NWORKERS 24
-#define GREEDY_UID 1002     /* its workers hold up to HOLD_GREEDY leases: 6 x 12 > PER_UID */
+#define GREEDY_UID 1002     /* its workers hold up to HOLD_GREEDY leases: 6 x 12 > PER_UID ports */
 #define OTHER_UID 1001
-#define HOLD_MAX 3          /* leases a worker of another uid holds at most: 6 x 3 < PER_UID */
+#define HOLD_MAX 3          /* leases a worker of another uid holds at most (of 1..4 ports) */
 #define HOLD_GREEDY 12
 #define PS_MAX 2            /* portserver grants a worker holds at most */
 #define SHORT_TTL_MAX 3     /* s: short leases (1..3 s) expire while held */
@@ -995,7 +997,7 @@ static void snapshot_check(struct soak *s)
 				u = k;
 		if (u < 0)
 			soak_fail(s, "lease %" PRIu64 " of uid %u, which no worker has", e->id, e->uid);
-		per_uid[u]++;
+		per_uid[u] += e->count; /* the per-uid limit counts port numbers */
 		for (unsigned k = 0; k < e->count; k++) {
 			if (!in_range(e->ports[k]))
 				soak_fail(s, "lease %" PRIu64 " holds port %u outside the range", e->id, e->ports[k]);
@@ -1029,7 +1031,7 @@ static void snapshot_check(struct soak *s)
 	}
 	for (int k = 0; k < 4; k++)
 		if (per_uid[k] > PER_UID)
-			soak_fail(s, "uid %u has %u leases, over its limit of %d", uids[k], per_uid[k], PER_UID);
+			soak_fail(s, "uid %u holds %u ports, over its limit of %d", uids[k], per_uid[k], PER_UID);
 	if (n > MAX_LEASES)
 		soak_fail(s, "%d leases, over the limit of %d", n, MAX_LEASES);
 	/* Every lease a worker holds is listed, unless its deadline may have passed. */
@@ -1244,7 +1246,12 @@ static void wait_counts(struct soak *s, uint32_t leases, uint32_t conns, bool no
 	portd_disconnect(p);
 }
 
-/* Warm-up A: MAX_LEASES tied leases held at once by 2 * NWORKERS + 8 processes of the four uids. */
+/*
+ * Warm-up A: as many tied one-port leases as can live at once (MAX_LEASES, or
+ * fewer when the range is smaller), held by 2 * NWORKERS + 8 processes of the
+ * four uids.
+ */
+#define TIED_PER_UID (NRANGE / 4 < PER_UID ? NRANGE / 4 : PER_UID)
 static void warm_tied(struct soak *s)
 {
 	enum { K = 2 * NWORKERS + 8, PER = K / 4 };
@@ -1256,7 +1263,7 @@ static void warm_tied(struct soak *s)
 	assert_int_equal(pipe2(ready, O_CLOEXEC), 0);
 	for (int k = 0; k < K; k++) {
 		uint32_t uid = uids[k % 4];
-		int j = k / 4, n = PER_UID / PER + (j < PER_UID % PER);
+		int j = k / 4, n = TIED_PER_UID / PER + (j < TIED_PER_UID % PER);
 
 		pids[k] = fork();
 		assert_true(pids[k] >= 0);
@@ -1287,7 +1294,7 @@ static void warm_tied(struct soak *s)
 		if (poll(&pf, 1, T) <= 0 || read(ready[0], &c, 1) != 1)
 			soak_fail(s, "warm-up: %d of %d tied holders ready", k, K);
 	}
-	wait_counts(s, MAX_LEASES, K, false);
+	wait_counts(s, 4 * TIED_PER_UID, K, false);
 	close(go[1]);
 	close(ready[0]);
 	for (int k = 0; k < K; k++) {
@@ -1298,35 +1305,71 @@ static void warm_tied(struct soak *s)
 	wait_counts(s, 0, 0, true);
 }
 
-/* Warm-up B: every port of the range on TCP and UDP at once, as fds. */
+/*
+ * Warm-up B: every port the four uids may hold at once (PER_UID each, the
+ * limit counting ports, as far as the range goes), on TCP and UDP, as fds:
+ * one process per uid takes its share and exits (the leases are not tied);
+ * root then releases them all.
+ */
+#define FILL_COUNT 4 /* ports per lease: divides PER_UID and NRANGE */
+#define FILL_PORTS (NRANGE < 4 * PER_UID ? NRANGE : 4 * PER_UID)
+_Static_assert(PER_UID % FILL_COUNT == 0 && NRANGE % FILL_COUNT == 0, "fill in whole leases");
 static void warm_fill(struct soak *s)
 {
-	struct portd *p = root_connect(s);
-	struct portd_lease_opts o = PORTD_LEASE_OPTS_INIT;
-	uint64_t ids[NRANGE];
+	struct portd *p;
 	struct portd_status st;
-	struct portd_lease l;
-	int nl = 0, ports = 0;
+	int n = 0;
 
-	o.flags = PORTD_FLAG_FD;
-	o.transport = PORTD_TRANSPORT_BOTH;
-	o.ttl = MAX_TTL;
-	while (ports < NRANGE) {
-		o.count = (uint16_t)(NRANGE - ports < 8 ? NRANGE - ports : 8);
-		int r = portd_lease(p, &o, &l, T);
-		if (r < 0)
-			soak_fail(s, "warm-up: lease %d of the range: %s", nl, portd_strerror(r));
-		portd_lease_close_fds(&l);
-		ids[nl++] = l.id;
-		ports += l.count;
+	for (int k = 0; k < 4; k++) {
+		pid_t pid = fork();
+		int status;
+
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			struct portd_lease_opts o = PORTD_LEASE_OPTS_INIT;
+			struct portd_lease l;
+			struct portd *c = NULL;
+
+			o.flags = PORTD_FLAG_FD; /* not tied: the leases outlive this process */
+			o.transport = PORTD_TRANSPORT_BOTH;
+			o.ttl = MAX_TTL;
+			if ((uids[k] && (setgroups(0, NULL) < 0 || setgid(uids[k]) < 0 || setuid(uids[k]) < 0)) ||
+			    portd_connect(s->d.sock, &c) < 0)
+				_exit(2);
+			o.count = FILL_COUNT;
+			for (int ports = 0; ports < PER_UID; ports += o.count) {
+				int r = portd_lease(c, &o, &l, T);
+
+				if (r == -PORTD_E_NOPORTS)
+					break; /* the range is full: the uids before took it */
+				if (r < 0)
+					_exit(3);
+				portd_lease_close_fds(&l);
+			}
+			_exit(0);
+		}
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		if (status != 0)
+			soak_fail(s, "warm-up: uid %u could not take its %d ports (status %#x)", uids[k], PER_UID,
+				  status);
 	}
+	p = root_connect(s);
 	status_of(s, p, &st);
-	if (st.ports_held != 2 * NRANGE)
-		soak_fail(s, "warm-up: %u ports held, not %d", st.ports_held, 2 * NRANGE);
-	for (int i = 0; i < nl; i++)
-		if (portd_release(p, ids[i], T) < 0)
+	if (st.ports_held != 2 * FILL_PORTS)
+		soak_fail(s, "warm-up: %u ports held, not %d", st.ports_held, 2 * FILL_PORTS);
+	/* Root sees every lease: release them all, at once. */
+	struct portd_lease_info *v = NULL;
+	int nv = portd_list(p, &v, T);
+
+	if (nv < 0)
+		soak_fail(s, "warm-up: list failed: %s", portd_strerror(nv));
+	for (int i = 0; i < nv; i++, n++)
+		if (portd_release(p, v[i].id, T) < 0)
 			soak_fail(s, "warm-up: release failed");
+	free(v);
 	portd_disconnect(p);
+	if (n != FILL_PORTS / FILL_COUNT)
+		soak_fail(s, "warm-up: released %d leases, not %d", n, FILL_PORTS / FILL_COUNT);
 	wait_counts(s, 0, 0, true);
 }
 
