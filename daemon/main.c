@@ -441,7 +441,7 @@ static int setup_reservation(struct options *o, struct reservation *res, bool *a
 		log_info("reserved ports %u-%u from automatic selection (%s)", lo, hi, RESERVE_SYSCTL);
 		return 0;
 	}
-	if (reserve_read(RESERVE_SYSCTL, &cur) == 0 && reserve_covers(&cur, lo, hi)) {
+	if (reserve_read(RESERVE_SYSCTL, &cur) == 0 && portset_covers(&cur, lo, hi)) {
 		o->svc.reserved = true;
 		log_info("ports %u-%u are reserved from automatic selection by the host", lo, hi);
 	}

@@ -11,24 +11,11 @@
 #ifndef PORTD_RESERVE_H
 #define PORTD_RESERVE_H
 
-#include <stdbool.h>
-#include <stddef.h>
 #include <stdint.h>
 
+#include "portset.h"
+
 #define RESERVE_SYSCTL "/proc/sys/net/ipv4/ip_local_reserved_ports"
-#define RESERVE_WORDS (65536 / 64)
-
-/* A set of ports, one bit each. */
-struct portset {
-	uint64_t bits[RESERVE_WORDS];
-};
-
-/* Parse "1,5-9,20\n" (empty = none) into *set. -EINVAL on anything else. */
-int reserve_parse(const char *s, struct portset *set);
-/* Format *set as "1,5-9,20" (empty string for none). Returns the length, or -ENOSPC. */
-int reserve_format(const struct portset *set, char *buf, size_t len);
-/* Are all ports lo..hi in the set? */
-bool reserve_covers(const struct portset *set, uint16_t lo, uint16_t hi);
 
 /* The ports portd added, to be removed again. */
 struct reservation {

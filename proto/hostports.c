@@ -14,6 +14,7 @@
  * sorting (uid, port) pairs.
  */
 #include "hostports.h"
+#include "portset.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,7 +31,6 @@
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 
-#define WORDS (65536 / 64)
 #define RECV_SIZE 65536       /* more than the 32 KiB the kernel puts in one dump datagram */
 #define SCAN_TIMEOUT_MS 5000  /* hostports_scan(): longest wait for the kernel's next datagram */
 #define SYSCTL_MAX (1 << 20)  /* the reserved list of every port is about 400 KiB */
@@ -63,8 +63,8 @@ struct hostports_scan {
 	size_t dump;              /* the dump under way; NDUMPS once complete */
 	uint32_t seq;
 	struct hostports res;     /* range and reservations from begin; counts at the end */
-	uint64_t reserved[WORDS];
-	uint64_t seen[NKINDS][WORDS];
+	struct portset reserved;
+	struct portset seen[NKINDS];
 	uint64_t *owned;          /* (uid << 16 | port) of sockets with an owner */
 	size_t nowned, owned_cap;
 	uint8_t buf[RECV_SIZE] __attribute__((aligned(NLMSG_ALIGNTO)));
@@ -81,69 +81,17 @@ _Static_assert(sizeof(struct dump_req) ==
 	       NLMSG_LENGTH(sizeof(struct inet_diag_req_v2)) + NLA_HDRLEN + 4 * sizeof(struct inet_diag_bc_op),
 	       "dump request without padding");
 
-static bool bit_get(const uint64_t *b, uint32_t p) { return b[p >> 6] >> (p & 63) & 1; }
-static void bit_set(uint64_t *b, uint32_t p) { b[p >> 6] |= 1ull << (p & 63); }
-
-static uint32_t count_bits(const uint64_t *b, uint32_t lo, uint32_t hi)
-{
-	uint32_t n = 0;
-
-	for (uint32_t p = lo; p <= hi; p++)
-		n += bit_get(b, p);
-	return n;
-}
-
-static int parse_port(const char **s, uint32_t *out)
-{
-	unsigned long v;
-	char *end;
-
-	if (**s < '0' || **s > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoul(*s, &end, 10);
-	if (errno || v > 65535)
-		return -EINVAL;
-	*s = end;
-	*out = (uint32_t)v;
-	return 0;
-}
-
 int hostports_parse_range(const char *s, uint16_t *lo, uint16_t *hi)
 {
 	uint32_t a, b;
 
-	if (parse_port(&s, &a) < 0 || (*s != ' ' && *s != '\t'))
+	if (portset_parse_port(&s, &a) < 0 || (*s != ' ' && *s != '\t'))
 		return -EINVAL;
 	s += strspn(s, " \t");
-	if (parse_port(&s, &b) < 0 || (*s && strcmp(s, "\n") != 0) || a < 1 || a > b)
+	if (portset_parse_port(&s, &b) < 0 || (*s && strcmp(s, "\n") != 0) || a < 1 || a > b)
 		return -EINVAL;
 	*lo = (uint16_t)a;
 	*hi = (uint16_t)b;
-	return 0;
-}
-
-int hostports_parse_reserved(const char *s, uint64_t *reserved_bits)
-{
-	memset(reserved_bits, 0, WORDS * sizeof(uint64_t));
-	while (*s && *s != '\n') {
-		uint32_t lo, hi;
-
-		if (parse_port(&s, &lo) < 0)
-			return -EINVAL;
-		hi = lo;
-		if (*s == '-') {
-			s++;
-			if (parse_port(&s, &hi) < 0 || hi < lo)
-				return -EINVAL;
-		}
-		for (uint32_t p = lo; p <= hi; p++)
-			bit_set(reserved_bits, p);
-		if (*s == ',')
-			s++;
-		else if (*s && *s != '\n')
-			return -EINVAL;
-	}
 	return 0;
 }
 
@@ -225,7 +173,7 @@ static int read_config(struct hostports_scan *s)
 		return r;
 	/* No reserved list (a kernel without the sysctl) is no reservation. */
 	if (read_sysctl(HOSTPORTS_RESERVED_SYSCTL, &text) == 0) {
-		r = hostports_parse_reserved(text, s->reserved);
+		r = portset_parse(text, &s->reserved);
 		if (r == 0)
 			reserved_text(text, s->res.reserved_list, sizeof(s->res.reserved_list));
 		free(text);
@@ -233,7 +181,7 @@ static int read_config(struct hostports_scan *s)
 			return r;
 	}
 	s->res.size = (uint32_t)s->res.hi - s->res.lo + 1;
-	s->res.reserved = count_bits(s->reserved, s->res.lo, s->res.hi);
+	s->res.reserved = portset_count(&s->reserved, s->res.lo, s->res.hi);
 	s->res.usable = s->res.size - s->res.reserved;
 	return 0;
 }
@@ -299,7 +247,7 @@ static int count_socket(struct hostports_scan *s, const struct inet_diag_msg *m)
 	enum kind k;
 
 	/* The kernel filtered on the range already; reservations are ours to skip. */
-	if (port < s->res.lo || port > s->res.hi || bit_get(s->reserved, port))
+	if (port < s->res.lo || port > s->res.hi || portset_has(&s->reserved, port))
 		return 0;
 	if (dumps[s->dump].protocol == IPPROTO_UDP)
 		k = K_UDP;
@@ -313,8 +261,8 @@ static int count_socket(struct hostports_scan *s, const struct inet_diag_msg *m)
 		k = K_BOUND;
 	else
 		k = K_OTHER;
-	bit_set(s->seen[k], port);
-	bit_set(s->seen[K_ANY], port);
+	portset_add(&s->seen[k], port);
+	portset_add(&s->seen[K_ANY], port);
 	s->res.sockets++;
 	/* Inode 0: no socket file, so no process (TIME-WAIT, a request not yet accepted). */
 	if ((s->flags & HOSTPORTS_OWNERS) && m->idiag_inode)
@@ -471,13 +419,13 @@ void hostports_scan_result(struct hostports_scan *s, struct hostports *out)
 	uint32_t lo = s->res.lo, hi = s->res.hi;
 
 	*out = s->res;
-	out->tcp_listen = count_bits(s->seen[K_LISTEN], lo, hi);
-	out->tcp_established = count_bits(s->seen[K_ESTABLISHED], lo, hi);
-	out->tcp_time_wait = count_bits(s->seen[K_TIME_WAIT], lo, hi);
-	out->tcp_bound = count_bits(s->seen[K_BOUND], lo, hi);
-	out->tcp_other = count_bits(s->seen[K_OTHER], lo, hi);
-	out->udp = count_bits(s->seen[K_UDP], lo, hi);
-	out->in_use = count_bits(s->seen[K_ANY], lo, hi);
+	out->tcp_listen = portset_count(&s->seen[K_LISTEN], lo, hi);
+	out->tcp_established = portset_count(&s->seen[K_ESTABLISHED], lo, hi);
+	out->tcp_time_wait = portset_count(&s->seen[K_TIME_WAIT], lo, hi);
+	out->tcp_bound = portset_count(&s->seen[K_BOUND], lo, hi);
+	out->tcp_other = portset_count(&s->seen[K_OTHER], lo, hi);
+	out->udp = portset_count(&s->seen[K_UDP], lo, hi);
+	out->in_use = portset_count(&s->seen[K_ANY], lo, hi);
 	out->nowners = 0;
 	if (s->flags & HOSTPORTS_OWNERS)
 		owners_count(s, out);

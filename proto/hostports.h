@@ -87,12 +87,10 @@ unsigned hostports_percent(const struct hostports *h);
 bool hostports_low(const struct hostports *h, bool was_low);
 
 /*
- * Parse ip_local_port_range ("32768\t60999\n") and ip_local_reserved_ports
- * ("1000,40000-40999\n", "" or "\n" for none) text. 0 or -EINVAL.
- * reserved_bits holds 65536 bits (1024 words).
+ * Parse ip_local_port_range text ("32768\t60999\n"). 0 or -EINVAL. (The
+ * reserved list is proto/portset.h's portset_parse().)
  */
 int hostports_parse_range(const char *s, uint16_t *lo, uint16_t *hi);
-int hostports_parse_reserved(const char *s, uint64_t *reserved_bits);
 
 /* A scan in slices, for an event loop. */
 struct hostports_scan;

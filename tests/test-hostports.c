@@ -47,22 +47,6 @@ static void test_parse_range(void **state)
 			fail_msg("accepted '%s'", bad[i]);
 }
 
-static void test_parse_reserved(void **state)
-{
-	static uint64_t bits[1024];
-	const char *bad[] = { "x", "1-", "-1", "3-1", "65536", "1,,2", "1 2", "1-2-3" };
-
-	assert_int_equal(hostports_parse_reserved("", bits), 0);
-	assert_int_equal(bits[0], 0);
-	assert_int_equal(hostports_parse_reserved("\n", bits), 0);
-	assert_int_equal(hostports_parse_reserved("1,5-7,65535\n", bits), 0);
-	assert_int_equal(bits[0], 0x2 | 0xe0);
-	assert_int_equal(bits[1023], 1ull << 63);
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		if (hostports_parse_reserved(bad[i], bits) != -EINVAL)
-			fail_msg("accepted '%s'", bad[i]);
-}
-
 /* 80 % marks the range low; once low, it stays so down to 75 %. */
 static void test_low_mark(void **state)
 {
@@ -425,7 +409,6 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_range),
-		cmocka_unit_test(test_parse_reserved),
 		cmocka_unit_test(test_low_mark),
 		cmocka_unit_test(test_scan_states),
 		cmocka_unit_test(test_scan_low),

@@ -1,4 +1,7 @@
-/* The ip_local_reserved_ports list: parsing, formatting, adding and removing only our own. */
+/*
+ * The ip_local_reserved_ports list (proto/portset.c): parsing, formatting;
+ * and daemon/reserve.c: adding and removing only our own.
+ */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -19,8 +22,8 @@ static void roundtrip(const char *in, const char *out)
 {
 	static struct portset s;
 
-	assert_int_equal(reserve_parse(in, &s), 0);
-	assert_true(reserve_format(&s, buf, sizeof(buf)) >= 0);
+	assert_int_equal(portset_parse(in, &s), 0);
+	assert_true(portset_format(&s, buf, sizeof(buf)) >= 0);
 	assert_string_equal(buf, out);
 }
 
@@ -43,7 +46,7 @@ static void test_parse_rejects(void **state)
 	const char *bad[] = { "x", "1-", "-1", "3-1", "65536", "1,,2", "1 2", "1;2", "1-2-3" };
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		if (reserve_parse(bad[i], &s) != -EINVAL)
+		if (portset_parse(bad[i], &s) != -EINVAL)
 			fail_msg("accepted '%s'", bad[i]);
 }
 
@@ -52,19 +55,25 @@ static void test_format_nospace(void **state)
 	static struct portset s;
 	char small[4];
 
-	assert_int_equal(reserve_parse("1000-2000", &s), 0);
-	assert_int_equal(reserve_format(&s, small, sizeof(small)), -ENOSPC);
+	assert_int_equal(portset_parse("1000-2000", &s), 0);
+	assert_int_equal(portset_format(&s, small, sizeof(small)), -ENOSPC);
 }
 
 static void test_covers(void **state)
 {
 	static struct portset s;
 
-	assert_int_equal(reserve_parse("100-199,300", &s), 0);
-	assert_true(reserve_covers(&s, 100, 199));
-	assert_true(reserve_covers(&s, 150, 150));
-	assert_false(reserve_covers(&s, 100, 200));
-	assert_false(reserve_covers(&s, 299, 300));
+	assert_int_equal(portset_parse("100-199,300", &s), 0);
+	assert_true(portset_covers(&s, 100, 199));
+	assert_true(portset_covers(&s, 150, 150));
+	assert_false(portset_covers(&s, 100, 200));
+	assert_false(portset_covers(&s, 299, 300));
+	assert_int_equal(portset_count(&s, 0, 65535), 101);
+	assert_int_equal(portset_count(&s, 190, 300), 11);
+	/* One bit per port, port p at bit p % 64 of word p / 64. */
+	assert_int_equal(portset_parse("1,5-7,65535\n", &s), 0);
+	assert_true(s.bits[0] == (0x2 | 0xe0));
+	assert_true(s.bits[PORTSET_WORDS - 1] == 1ull << 63);
 }
 
 static void write_file(const char *path, const char *text)
