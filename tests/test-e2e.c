@@ -38,15 +38,6 @@
 
 static bool private_netns;
 
-static struct portd *connect_ok(const struct daemon_proc *d)
-{
-	struct portd *p = NULL;
-	int r = portd_connect(d->sock, &p);
-	if (r < 0)
-		fail_msg("portd_connect: %s", portd_strerror(r));
-	return p;
-}
-
 static struct portd_lease lease_ok(struct portd *p, uint32_t flags, uint32_t ttl)
 {
 	struct portd_lease_opts o = PORTD_LEASE_OPTS_INIT;
@@ -480,42 +471,6 @@ static void t_tied_to_process(void **state)
 	assert_true(listed(p, ids[1]));
 	portd_disconnect(p);
 	daemon_stop(&d);
-}
-
-static int raw_connect(const struct daemon_proc *d)
-{
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-
-	assert_true(fd >= 0);
-	strcpy(a.sun_path, d->sock);
-	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	return fd;
-}
-
-/* Read one reply and return its result code; the header must be the daemon's version. */
-static uint32_t raw_result(int fd, uint32_t *detail)
-{
-	uint8_t buf[PORTD_MSG_MAX];
-	struct proto_hdr h;
-	uint32_t result = 0;
-	ssize_t n = recv(fd, buf, sizeof(buf), 0);
-
-	assert_true(n > 0);
-	assert_int_equal(proto_hdr_decode(buf, (size_t)n, &h), 0);
-	assert_true(h.type & PORTD_MSG_REPLY);
-	assert_int_equal(proto_decode_result(proto_body(buf), (size_t)n - PORTD_HDR_SIZE, &result, detail), 0);
-	return result;
-}
-
-/* Is the connection closed by the daemon? (bounded wait) */
-static bool raw_closed(int fd)
-{
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-	char b;
-	if (poll(&p, 1, 5000) <= 0)
-		return false;
-	return recv(fd, &b, 1, MSG_DONTWAIT) <= 0;
 }
 
 /* Malformed input drops that peer, never the daemon, and leaks nothing. */

@@ -49,16 +49,6 @@ static int flood_fds[FLOOD + 1000];
 
 /* ---- helpers ---- */
 
-static struct portd *connect_ok(const struct daemon_proc *d)
-{
-	struct portd *p = NULL;
-	int r = portd_connect(d->sock, &p);
-
-	if (r < 0)
-		fail_msg("portd_connect: %s", portd_strerror(r));
-	return p;
-}
-
 static int lease_n(struct portd *p, uint32_t flags, uint16_t count, struct portd_lease *l)
 {
 	struct portd_lease_opts o = PORTD_LEASE_OPTS_INIT;
@@ -103,59 +93,6 @@ static void assert_serving(const struct daemon_proc *d)
 
 	assert_leases_work(p);
 	portd_disconnect(p);
-}
-
-static int raw_socket(const struct daemon_proc *d, bool nonblock, int *err)
-{
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0), 0);
-
-	assert_true(fd >= 0);
-	strcpy(a.sun_path, d->sock);
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
-		*err = errno;
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-static int raw_connect(const struct daemon_proc *d)
-{
-	int err = 0, fd = raw_socket(d, false, &err);
-
-	if (fd < 0)
-		fail_msg("connect: %s", strerror(err));
-	return fd;
-}
-
-/* Read one reply (bounded wait) and return its result code. */
-static uint32_t raw_result(int fd, uint32_t *detail)
-{
-	uint8_t buf[PORTD_MSG_MAX];
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-	struct proto_hdr h;
-	uint32_t result = 0;
-	ssize_t n;
-
-	assert_int_equal(poll(&p, 1, T), 1);
-	n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-	assert_true(n > 0);
-	assert_int_equal(proto_hdr_decode(buf, (size_t)n, &h), 0);
-	assert_true(h.type & PORTD_MSG_REPLY);
-	assert_int_equal(proto_decode_result(proto_body(buf), (size_t)n - PORTD_HDR_SIZE, &result, detail), 0);
-	return result;
-}
-
-/* Does the daemon close fd (bounded wait), with no reply before? */
-static bool raw_closed(int fd)
-{
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-	char b;
-
-	if (poll(&p, 1, T) != 1)
-		return false;
-	return recv(fd, &b, 1, MSG_DONTWAIT) == 0;
 }
 
 static void send_all(int fd, const void *buf, size_t len)

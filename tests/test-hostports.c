@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "hostports.h"
+#include "testutil.h"
 
 static bool have_netns;
 
@@ -73,25 +74,6 @@ static void test_low_mark(void **state)
 }
 
 /* ---- the kernel ---- */
-
-static bool enter_netns(void)
-{
-	struct ifreq ifr = { 0 };
-	int fd;
-
-	if (geteuid() != 0 || unshare(CLONE_NEWNET) < 0)
-		return false;
-	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return false;
-	strcpy(ifr.ifr_name, "lo");
-	if (ioctl(fd, SIOCGIFFLAGS, &ifr) == 0) {
-		ifr.ifr_flags |= IFF_UP;
-		ioctl(fd, SIOCSIFFLAGS, &ifr);
-	}
-	close(fd);
-	return true;
-}
 
 static void write_sysctl(const char *path, const char *value)
 {
@@ -416,7 +398,7 @@ int main(void)
 		cmocka_unit_test(test_reserved_list_long),
 	};
 
-	have_netns = enter_netns();
+	have_netns = enter_private_netns();
 	if (!have_netns)
 		fprintf(stderr, "# not root: the scans of the kernel's sockets are skipped\n");
 	return cmocka_run_group_tests(tests, NULL, NULL);

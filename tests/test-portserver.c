@@ -211,15 +211,6 @@ static int ps_ask_pid(const char *addr, pid_t pid, uint64_t *us)
 
 /* ---- the daemon's view ---- */
 
-static struct portd *connect_ok(const struct daemon_proc *d)
-{
-	struct portd *p = NULL;
-	int r = portd_connect(d->sock, &p);
-	if (r < 0)
-		fail_msg("portd_connect: %s", portd_strerror(r));
-	return p;
-}
-
 /* Every lease the daemon lists (malloc'ed), and their count. */
 static int list_all(const struct daemon_proc *d, struct portd_lease_info **v)
 {

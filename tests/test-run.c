@@ -251,15 +251,6 @@ static bool read_all(int fd, char *buf, size_t len, int timeout_ms)
 
 /* ---- portd --------------------------------------------------------------- */
 
-static struct portd *connect_ok(const struct daemon_proc *d)
-{
-	struct portd *p = NULL;
-	int r = portd_connect(d->sock, &p);
-	if (r < 0)
-		fail_msg("portd_connect: %s", portd_strerror(r));
-	return p;
-}
-
 static int lease_count(struct portd *p)
 {
 	struct portd_lease_info *v = NULL;

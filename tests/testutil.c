@@ -17,6 +17,7 @@
 #include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,9 +26,12 @@
 #include <cmocka.h>
 
 #include "portd.h"
+#include "codec.h"
+#include "protocol.h"
 
 #define MAX_ARGS 64 /* a wrapper's words, the binary and its arguments */
 #define MAX_DAEMONS 8
+#define WAIT_MS 10000 /* a reply, a close */
 
 /* Daemons started and not yet stopped, so a failed test's teardown can stop them. */
 static pid_t running[MAX_DAEMONS];
@@ -470,4 +474,68 @@ long proc_rss_kb(pid_t pid)
 			break;
 	fclose(f);
 	return kb;
+}
+
+struct portd *connect_ok(const struct daemon_proc *d)
+{
+	struct portd *p = NULL;
+	int r = portd_connect(d->sock, &p);
+
+	if (r < 0)
+		fail_msg("portd_connect: %s", portd_strerror(r));
+	return p;
+}
+
+int raw_socket(const struct daemon_proc *d, bool nonblock, int *err)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0), 0);
+
+	assert_true(fd >= 0);
+	strcpy(a.sun_path, d->sock);
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		*err = errno;
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+int raw_connect(const struct daemon_proc *d)
+{
+	int err = 0, fd = raw_socket(d, false, &err);
+
+	if (fd < 0)
+		fail_msg("connect: %s", strerror(err));
+	return fd;
+}
+
+uint32_t raw_result(int fd, uint32_t *detail)
+{
+	uint8_t buf[PORTD_MSG_MAX];
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	struct proto_hdr h;
+	uint32_t result = 0;
+	ssize_t n;
+
+	assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+	n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+	assert_true(n > 0);
+	assert_int_equal(proto_hdr_decode(buf, (size_t)n, &h), 0);
+	assert_true(h.type & PORTD_MSG_REPLY);
+	assert_int_equal(proto_decode_result(proto_body(buf), (size_t)n - PORTD_HDR_SIZE, &result, detail), 0);
+	return result;
+}
+
+bool raw_closed(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	char b;
+	ssize_t n;
+
+	if (poll(&p, 1, WAIT_MS) != 1)
+		return false;
+	n = recv(fd, &b, 1, MSG_DONTWAIT);
+	/* A close with our request still unread by the daemon resets the connection. */
+	return n == 0 || (n < 0 && errno == ECONNRESET);
 }

@@ -72,6 +72,21 @@ int try_bind_tcp(uint16_t port, bool reuseaddr, int *fd_out);
 int tcp_connect(int family, uint16_t port);
 
 struct portd;
+/* portd_connect() to d's socket, or fail the test. */
+struct portd *connect_ok(const struct daemon_proc *d);
+
+/*
+ * Raw control connections, for what the library never sends. raw_socket():
+ * connected fd, or -1 with *err set; raw_connect() fails the test instead.
+ * raw_result(): read one reply (bounded wait; the daemon's version) and
+ * return its result code. raw_closed(): does the daemon close fd (bounded
+ * wait) without a reply before?
+ */
+int raw_socket(const struct daemon_proc *d, bool nonblock, int *err);
+int raw_connect(const struct daemon_proc *d);
+uint32_t raw_result(int fd, uint32_t *detail);
+bool raw_closed(int fd);
+
 /* Wait (bounded) until the caller sees exactly n leases in portd_list(). */
 bool wait_count(struct portd *p, int n, int timeout_ms);
 
