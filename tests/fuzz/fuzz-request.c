@@ -13,7 +13,9 @@
  *
  *   o & 7 = 0, 1  SEND: fds byte F, u16 length L (little-endian), L bytes:
  *                 one datagram with F & 31 fds attached, of kind F >> 5 & 3
- *                 (pipes, sockets, the daemon's own end, /dev/null)
+ *                 (pipes, sockets, the daemon's own end, /dev/null); the
+ *                 event loop then turns once, unless F & 0x80: datagrams
+ *                 queue up until something else turns it
  *           2     SEND, with the LEASE pid field (body bytes 16-19) set to
  *                 a process the input cannot name: (o >> 4) & 3 picks the
  *                 pid of helper 0 or 1, a thread of helper 0 that is not
@@ -307,6 +309,8 @@ static void check_list(const struct slot *sl, const struct proto_list_req *m, co
 	FUZZ_CHECK(proto_decode_list_rep(b, blen, &count, &more, &it) == 0);
 	while ((r = proto_list_next(&it, &e)) == 1) {
 		FUZZ_CHECK(e.id > m->after_id);
+		/* The clock moves only in TICK, and expiry runs right after: nothing listed is due. */
+		FUZZ_CHECK(e.expires_in_ms > 0 && e.expires_in_ms <= (uint64_t)e.ttl * 1000);
 		FUZZ_CHECK(sl->uid == 0 || e.uid == sl->uid);
 		FUZZ_CHECK(e.id >= IDS_MAX || owner[e.id] < 0 || owner[e.id] == (int64_t)e.uid);
 		for (uint16_t i = 0; i < e.nports; i++)
@@ -561,6 +565,8 @@ static void op_send(struct input *in, struct slot *sl, struct fuzz_helper *h, in
 		FUZZ_CHECK((size_t)n == len);
 		sl->wr++;
 	}
+	if (spec & 0x80)
+		return;
 	loop_once();
 	if (sl->reading)
 		drain(sl);

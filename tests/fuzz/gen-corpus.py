@@ -187,8 +187,10 @@ def rq_config(size=2, leases=2, per_uid_one=False, quarantine=False, reserved=Fa
                   (0x40 if reserved else 0) | (0x80 if small_sndbuf else 0)])
 
 
-def send(slot, message, nfds=0, kind=0):
-    return bytes([slot << 3, kind << 5 | nfds]) + struct.pack('<H', len(message)) + message
+def send(slot, message, nfds=0, kind=0, hold=False):
+    """hold: no turn of the event loop after this datagram; the next ones queue up behind it."""
+    return bytes([slot << 3, (0x80 if hold else 0) | kind << 5 | nfds]) + \
+        struct.pack('<H', len(message)) + message
 
 
 PID_HELPER_ROOT, PID_HELPER_NOBODY, PID_THREAD, PID_PORTD = range(4)
@@ -300,6 +302,13 @@ REQUEST = {
                                  *[send(ROOT, lease(i, F_FD)) for i in range(1, 9)],
                                  *[send(ROOT, status(100 + i)) for i in range(40)],
                                  reconnect(ROOT, ROOT), send(ROOT, status(200))),
+    'both-udp-taken': script(rq_config(0), send(ROOT, lease(1, F_FD, 0, 1, UDP)),
+                             send(ROOT, lease(2, F_FD, 0, 1, BOTH))),
+    'queued': script(rq_config(), *[send(ROOT, status(i), hold=True) for i in range(1, 41)], LOOP,
+                     LOOP),
+    'queued-abandoned': script(rq_config(), send(ROOT, lease(1, F_FD)),
+                               *[send(ROOT, lease(i, F_FD), hold=True) for i in range(2, 6)],
+                               reconnect(ROOT, ROOT), send(ROOT, lst(6))),
     'reconnect': script(rq_config(), send(ROOT, lease(1)), reconnect(ROOT, NOBODY),
                         send(ROOT, lst(2)), reconnect(NOBODY, ROOT), send(NOBODY, lst(3))),
     'garbage': script(rq_config(), send(ROOT, b'\xff' * 40)),
