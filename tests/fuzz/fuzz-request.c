@@ -112,7 +112,7 @@ struct slot {
 
 static struct event_base *base;
 static struct fuzz_helper helpers[2];
-static struct slot slots[2];
+static struct slot slots[3]; /* two for the script, one for the final check */
 static struct service *svc;
 static struct service_config cfg;
 static uint64_t now;
@@ -132,8 +132,8 @@ static void loop_once(void)
 static enum expect classify(const uint8_t *p, size_t len, size_t nfds, struct sent *s)
 {
 	struct proto_hdr h;
-	const uint8_t *b = p + PORTD_HDR_SIZE;
-	size_t blen = len - PORTD_HDR_SIZE;
+	const uint8_t *b;
+	size_t blen;
 	int r;
 
 	if (len == 0 || len > PORTD_MSG_MAX || nfds > PORTD_FDS_MAX)
@@ -145,6 +145,8 @@ static enum expect classify(const uint8_t *p, size_t len, size_t nfds, struct se
 		return X_VERSION;
 	if (r < 0 || nfds || (h.type & PORTD_MSG_REPLY))
 		return X_PROTO;
+	b = proto_body(p);
+	blen = len - PORTD_HDR_SIZE;
 	switch (h.type) {
 	case PORTD_MSG_LEASE:
 		return proto_decode_lease_req(b, blen, &s->m.lease) < 0 ? X_PROTO : X_LEASE;
@@ -468,11 +470,16 @@ static void on_closed(struct conn *c, void *ctx)
 	sl->daemon_fd = -1;
 }
 
-/* Close our end: the daemon must notice and close its side. */
+/*
+ * Close our end: the daemon must notice and close its side. What it has
+ * sent is read first (without a turn of the loop, so a deferred reply stays
+ * undelivered): every lease a reply reached is then one we know.
+ */
 static void slot_close(struct slot *sl)
 {
 	if (sl->fd < 0)
 		return;
+	read_replies(sl);
 	close(sl->fd);
 	sl->fd = -1;
 	for (int i = 0; i < LOOP_TURNS && sl->conn; i++)
@@ -497,6 +504,45 @@ static void slot_open(struct slot *sl, struct fuzz_helper *h)
 	sl->uid = h->uid;
 	sl->ended = false;
 	sl->rd = sl->wr = 0;
+}
+
+/*
+ * Every live lease was granted in a reply that we read: one whose reply never
+ * reached its client (deferred, then the connection closed) must have ended.
+ * Asked over a connection of its own, as root (who sees every lease).
+ */
+static void check_leases_known(void)
+{
+	static uint8_t buf[PORTD_MSG_MAX];
+	struct slot *sl = &slots[2];
+	struct proto_list_req m = { 0 };
+	struct proto_list_iter it;
+	struct proto_lease_info e;
+	struct proto_hdr h;
+	uint32_t res, detail, count;
+	bool more = true;
+	ssize_t n;
+
+	slot_open(sl, &helpers[0]);
+	FUZZ_CHECK(sl->conn != NULL);
+	while (more) {
+		n = proto_encode_list_req(buf, sizeof(buf), 1, &m);
+		FUZZ_CHECK(n > 0 && send(sl->fd, buf, (size_t)n, MSG_NOSIGNAL) == n);
+		loop_once();
+		n = recv(sl->fd, buf, sizeof(buf), MSG_DONTWAIT);
+		FUZZ_CHECK(n > 0 && proto_hdr_decode(buf, (size_t)n, &h) == 0);
+		FUZZ_CHECK(proto_decode_result(proto_body(buf), (size_t)n - PORTD_HDR_SIZE, &res, &detail) == 0 &&
+			   res == PORTD_R_OK);
+		FUZZ_CHECK(proto_decode_list_rep(proto_body(buf), (size_t)n - PORTD_HDR_SIZE, &count, &more, &it) == 0);
+		while (proto_list_next(&it, &e) == 1) {
+			if (sl->uid == 0 && (e.id >= IDS_MAX || owner[e.id] < 0))
+				fprintf(stderr, "lease %llu of uid %u lives, but no reply granting it was read\n",
+					(unsigned long long)e.id, e.uid);
+			FUZZ_CHECK(sl->uid != 0 || (e.id < IDS_MAX && owner[e.id] >= 0));
+			m.after_id = e.id;
+		}
+	}
+	slot_close(sl);
 }
 
 /* ---- the script ---- */
@@ -648,7 +694,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	FUZZ_CHECK(base != NULL);
 	fuzz_helper_restart(&helpers[0], false);
 	fuzz_helper_restart(&helpers[1], true);
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < 3; i++)
 		slots[i].fd = slots[i].daemon_fd = -1;
 	return 0;
 }
@@ -683,6 +729,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		drain(&slots[i]);
 		slot_close(&slots[i]);
 	}
+	check_leases_known();
 	/* With no connection left: the daemon holds the sockets of live leases and the pidfds of their processes. */
 	fuzz_count_fds(&after);
 	FUZZ_CHECK(service_held_fds(svc, &held, &nheld) == 0);

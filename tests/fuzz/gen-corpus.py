@@ -309,6 +309,10 @@ REQUEST = {
     'queued-abandoned': script(rq_config(), send(ROOT, lease(1, F_FD)),
                                *[send(ROOT, lease(i, F_FD), hold=True) for i in range(2, 6)],
                                reconnect(ROOT, ROOT), send(ROOT, lst(6))),
+    # The 50th reply, a lease, does not fit in the small buffer: its lease must end with the connection.
+    'deferred-lease-abandoned': script(rq_config(3, 3, small_sndbuf=True), reading(ROOT, False),
+                                       *[send(ROOT, lease(i, F_FD)) for i in range(1, 51)],
+                                       reconnect(ROOT, ROOT)),
     'reconnect': script(rq_config(), send(ROOT, lease(1)), reconnect(ROOT, NOBODY),
                         send(ROOT, lst(2)), reconnect(NOBODY, ROOT), send(NOBODY, lst(3))),
     'garbage': script(rq_config(), send(ROOT, b'\xff' * 40)),
