@@ -135,27 +135,24 @@ static uint64_t mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-enum line { LINE_MORE, LINE_PID, LINE_BAD };
-
-/* buf[0..len) so far: digits then '\n', and nothing after it. */
-static enum line ps_parse(const char *buf, size_t len, pid_t *pid)
+enum portserver_line portserver_parse_line(const char *buf, size_t len, pid_t *pid)
 {
 	uint64_t v = 0;
 	size_t i;
 
 	for (i = 0; i < len && buf[i] != '\n'; i++) {
 		if (buf[i] < '0' || buf[i] > '9')
-			return LINE_BAD;
+			return PORTSERVER_LINE_BAD;
 		v = v * 10 + (uint64_t)(buf[i] - '0');
 		if (v > INT_MAX)
-			return LINE_BAD;
+			return PORTSERVER_LINE_BAD;
 	}
 	if (i == len)
-		return len < PORTSERVER_LINE_MAX ? LINE_MORE : LINE_BAD;
+		return len < PORTSERVER_LINE_MAX ? PORTSERVER_LINE_MORE : PORTSERVER_LINE_BAD;
 	if (i == 0 || i + 1 != len)
-		return LINE_BAD; /* an empty line, or bytes after the newline */
+		return PORTSERVER_LINE_BAD; /* an empty line, or bytes after the newline */
 	*pid = (pid_t)v;
-	return LINE_PID;
+	return PORTSERVER_LINE_PID;
 }
 
 static const char *ps_refusal(int r)
@@ -197,22 +194,22 @@ static void ps_answer(struct portserver *ps, int fd, const struct caller *who, p
 	close(fd);
 }
 
-/* Read what is there. Returns LINE_PID (*pid set), LINE_MORE (wait), or LINE_BAD (closed early too). */
-static enum line ps_read(int fd, char *buf, size_t *len, pid_t *pid)
+/* Read what is there: a whole line (*pid set), more to wait for, or a bad line (closed early too). */
+static enum portserver_line ps_read(int fd, char *buf, size_t *len, pid_t *pid)
 {
 	for (;;) {
 		ssize_t n = recv(fd, buf + *len, PORTSERVER_LINE_MAX - *len, MSG_DONTWAIT);
-		enum line st;
+		enum portserver_line st;
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EAGAIN)
-			return LINE_MORE;
+			return PORTSERVER_LINE_MORE;
 		if (n <= 0)
-			return LINE_BAD; /* end of stream before the newline, or an error */
+			return PORTSERVER_LINE_BAD; /* end of stream before the newline, or an error */
 		*len += (size_t)n;
-		st = ps_parse(buf, *len, pid);
-		if (st != LINE_MORE)
+		st = portserver_parse_line(buf, *len, pid);
+		if (st != PORTSERVER_LINE_MORE)
 			return st;
 	}
 }
@@ -247,7 +244,7 @@ static void ps_conn_event(evutil_socket_t fd, short what, void *arg)
 	struct ps_conn *c = arg;
 	struct portserver *ps = c->ps;
 	pid_t pid = 0;
-	enum line st;
+	enum portserver_line st;
 
 	if (what & EV_TIMEOUT) {
 		ps->st.timeouts++;
@@ -257,9 +254,9 @@ static void ps_conn_event(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	st = ps_read(c->fd, c->buf, &c->len, &pid);
-	if (st == LINE_MORE && ps_conn_wait(c) == 0)
+	if (st == PORTSERVER_LINE_MORE && ps_conn_wait(c) == 0)
 		return;
-	if (st == LINE_PID) {
+	if (st == PORTSERVER_LINE_PID) {
 		ps_answer(ps, c->fd, &c->who, pid);
 		c->fd = -1; /* consumed */
 	} else {
@@ -325,13 +322,13 @@ static void ps_accepted(struct portserver *ps, int fd)
 	who.pid = cred.pid;
 	/* portpicker writes its line right after connecting: it is usually here already. */
 	switch (ps_read(fd, buf, &len, &pid)) {
-	case LINE_PID:
+	case PORTSERVER_LINE_PID:
 		ps_answer(ps, fd, &who, pid);
 		return;
-	case LINE_MORE:
+	case PORTSERVER_LINE_MORE:
 		ps_conn_new(ps, fd, &who, buf, len);
 		return;
-	case LINE_BAD:
+	case PORTSERVER_LINE_BAD:
 		ps->st.malformed++;
 		close(fd);
 		return;

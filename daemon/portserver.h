@@ -21,6 +21,7 @@
 #ifndef PORTD_PORTSERVER_H
 #define PORTD_PORTSERVER_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -32,6 +33,22 @@
 struct event_base;
 struct service;
 struct portserver;
+
+enum portserver_line {
+	PORTSERVER_LINE_MORE, /* no newline yet, and room for more */
+	PORTSERVER_LINE_PID,  /* digits, then a newline that ends the bytes: *pid set */
+	PORTSERVER_LINE_BAD,  /* anything else: close without a reply */
+};
+
+/*
+ * What the first len bytes of a connection say, len <= PORTSERVER_LINE_MAX.
+ * Bad: a byte that is not a digit before the newline, an empty line, bytes
+ * after the newline, a number above INT_MAX, or PORTSERVER_LINE_MAX bytes
+ * without a newline. No I/O: the daemon calls it on every read, the fuzzer
+ * directly. *pid may be 0 or 1: whether a pid may be leased to is
+ * service_lease_for_pid()'s decision.
+ */
+enum portserver_line portserver_parse_line(const char *buf, size_t len, pid_t *pid);
 
 /*
  * Create and listen on a SOCK_STREAM socket at address: "@name" is name in

@@ -418,8 +418,9 @@ int procwatch_open_pid(pid_t pid, struct proc_info *info)
 	if (pid <= 0)
 		return -EINVAL;
 	fd = pidfd_open(pid, 0);
+	/* A thread that is not its process's leader: ENOENT since Linux 6.9, EINVAL before. */
 	if (fd < 0)
-		return -errno;
+		return errno == ENOENT ? -ESRCH : -errno;
 	if ((r = pidfd_uid(fd, pid, &info->uid, &via_proc)) < 0)
 		goto fail;
 	if ((r = kthread_of(pid, &info->kthread)) < 0)
