@@ -85,6 +85,7 @@ enum expect {
 	X_RELEASE,
 	X_LIST,
 	X_STATUS,
+	X_HELLO,
 };
 
 struct sent {
@@ -158,6 +159,8 @@ static enum expect classify(const uint8_t *p, size_t len, size_t nfds, struct se
 		return proto_decode_list_req(b, blen, &s->m.list) < 0 ? X_PROTO : X_LIST;
 	case PORTD_MSG_STATUS:
 		return proto_decode_status_req(b, blen) < 0 ? X_PROTO : X_STATUS;
+	case PORTD_MSG_HELLO:
+		return proto_decode_hello_req(b, blen) < 0 ? X_PROTO : X_HELLO;
 	default:
 		return X_BADTYPE;
 	}
@@ -405,6 +408,14 @@ static void check_reply(struct slot *sl, const uint8_t *p, size_t len, const int
 		FUZZ_CHECK(nfds == 0);
 		check_status(b, blen);
 		return;
+	case X_HELLO: {
+		uint32_t uid, pid;
+
+		/* The caller as the kernel reported it at connect time. */
+		FUZZ_CHECK(nfds == 0 && proto_decode_hello_rep(b, blen, &uid, &pid) == 0);
+		FUZZ_CHECK(uid == sl->uid && pid != 0);
+		return;
+	}
 	default:
 		FUZZ_CHECK(0);
 	}
