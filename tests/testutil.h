@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "netns.h"
+
 struct daemon_proc {
 	pid_t pid;
 	char dir[64];   /* private temporary directory holding the socket */
@@ -62,8 +64,6 @@ uint64_t now_ms(void);
  */
 bool e2e_setup(void);
 
-/* Bring up lo in a private network namespace if we may (root); returns true if it did. */
-bool enter_private_netns(void);
 
 /* Can a socket with/without SO_REUSEADDR bind TCP [::]:port (dual-stack)? Returns 0 or -errno; *fd_out kept open if non-NULL. */
 int try_bind_tcp(uint16_t port, bool reuseaddr, int *fd_out);

@@ -48,6 +48,7 @@
 #include <event2/event.h>
 
 #include "fuzz-util.h"
+#include "netns.h"
 #include "hold.h"
 #include "log.h"
 #include "portserver.h"
@@ -461,7 +462,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	signal(SIGPIPE, SIG_IGN);
 	/* The daemon's warnings (overload, ...) would bury libFuzzer's output; PORTD_FUZZ_DEBUG=1 shows everything. */
 	log_set_level(getenv("PORTD_FUZZ_DEBUG") ? LOG_LVL_DEBUG : LOG_LVL_ERR);
-	if (!fuzz_enter_netns())
+	if (!enter_private_netns())
 		fprintf(stderr, "fuzz-portserver: not root: no private network namespace, one uid only\n");
 	snprintf(address, sizeof(address), "@portd-fuzz-portserver-%d", (int)getpid());
 	base = event_base_new();

@@ -60,6 +60,7 @@
 #include "codec.h"
 #include "conn.h"
 #include "fuzz-util.h"
+#include "netns.h"
 #include "hold.h"
 #include "log.h"
 #include "service.h"
@@ -708,7 +709,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	/* The daemon's warnings would bury libFuzzer's output; PORTD_FUZZ_DEBUG=1 shows everything. */
 	debug = getenv("PORTD_FUZZ_DEBUG");
 	log_set_level(debug ? LOG_LVL_DEBUG : LOG_LVL_ERR);
-	if (!fuzz_enter_netns())
+	if (!enter_private_netns())
 		fprintf(stderr, "fuzz-request: not root: no private network namespace, one uid only\n");
 	base = event_base_new();
 	FUZZ_CHECK(base != NULL);

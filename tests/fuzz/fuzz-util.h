@@ -28,11 +28,6 @@
 
 #define FUZZ_NOBODY 65534
 
-/*
- * Bring up lo in a private network namespace if we may (root): ports and
- * abstract socket names are then the fuzzer's alone. Returns true if it did.
- */
-bool fuzz_enter_netns(void);
 
 struct fuzz_helper {
 	pid_t pid;  /* 0: not running */
