@@ -294,25 +294,41 @@ static void conn_on_write(evutil_socket_t fd, short what, void *arg)
 	event_add(c->rd, NULL);
 }
 
+/*
+ * After a request arrived: forget the leases of replies the client has read.
+ * The queue is read after recv(), never before: a client may read a reply and
+ * send its next request between the two, and a count from before would call
+ * that reply unread and end a lease the client holds. A client that closes
+ * with replies unread makes the kernel set ECONNRESET on this socket first
+ * and discard the replies after (unix_release_sock()), so a queue read then
+ * may be short by the discarded ones: SO_ERROR, read after the queue, tells
+ * (and clears the error, so the close happens here). Returns false if the
+ * connection was closed.
+ */
+static bool conn_prune(struct conn *c)
+{
+	socklen_t len = sizeof(int);
+	int queued, err = 0;
+
+	if (ioctl(c->fd, SIOCOUTQ, &queued) < 0)
+		return true; /* cannot tell: keep them all */
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err) {
+		conn_close(c, err == ECONNRESET);
+		return false;
+	}
+	conn_prune_unread(c, queued);
+	return true;
+}
+
 static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
 
 	for (int i = 0; i < CONN_READ_BATCH && !c->out; i++) {
-		int fds[PORTD_FDS_MAX], queued = -1;
+		int fds[PORTD_FDS_MAX];
 		size_t nfds = PORTD_FDS_MAX;
-		ssize_t n;
+		ssize_t n = fdpass_recv(c->fd, rx_buf, sizeof(rx_buf), fds, &nfds, MSG_DONTWAIT);
 
-		/*
-		 * Before recv(), not after: a client closing with replies unread
-		 * makes the kernel set ECONNRESET on this socket first and discard
-		 * the replies after (unix_release_sock()). If recv() then returns a
-		 * request, the discard had not begun when SIOCOUTQ was read; read
-		 * later, it could count discarded replies as read.
-		 */
-		if (c->nunread && ioctl(c->fd, SIOCOUTQ, &queued) < 0)
-			queued = -1;
-		n = fdpass_recv(c->fd, rx_buf, sizeof(rx_buf), fds, &nfds, MSG_DONTWAIT);
 		if (n == -EAGAIN || n == -EINTR)
 			return;
 		if (n <= 0) {
@@ -323,8 +339,10 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 			conn_close(c, n == -ECONNRESET);
 			return;
 		}
-		if (queued >= 0)
-			conn_prune_unread(c, queued);
+		if (c->nunread && !conn_prune(c)) {
+			fdpass_close_all(fds, nfds);
+			return;
+		}
 		conn_quiet_remove(c);
 		service_handle(c->svc, &c->who, rx_buf, (size_t)n, nfds, &tx);
 		fdpass_close_all(fds, nfds); /* no request carries fds */
