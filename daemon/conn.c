@@ -27,9 +27,9 @@ struct pending {
 	uint8_t buf[];
 };
 
-/* A lease granted by the seq-th reply handed to the kernel (counting from 1). */
+/* A lease, and conn.cost just after the reply that granted it went to the kernel. */
 struct sent_lease {
-	uint64_t id, seq;
+	uint64_t id, cost;
 };
 
 struct conn {
@@ -44,7 +44,7 @@ struct conn {
 	struct conn_quiet *quiet; /* until the first request */
 	struct conn *qprev, *qnext;
 	uint64_t since;
-	uint64_t replies;            /* handed to the kernel */
+	uint64_t cost;               /* the most the replies handed to the kernel can cost, summed */
 	struct sent_lease *unread;   /* leases of replies the client may not have read, oldest first */
 	size_t nunread, unread_cap;
 };
@@ -104,34 +104,57 @@ struct conn *conn_quiet_oldest(const struct conn_quiet *q, uint64_t *since_ms)
 }
 
 /*
- * What the smallest datagram costs in a send buffer (its skb's truesize, as
- * SIOCOUTQ counts it: 768 bytes on Linux 6.18), so the least any reply costs:
- * SIOCOUTQ / this bounds how many replies the client has not read. Measured
- * once, since it depends on the kernel's build; 0 if it cannot be, and then
- * only SIOCOUTQ == 0 proves replies read.
+ * What a reply can cost in the send buffer, as SIOCOUTQ counts it (its skb's
+ * truesize: 768 bytes for a small datagram on Linux 6.18): at most what a
+ * datagram of the next size up in charge_lens[] costs, measured once, since
+ * it depends on the kernel's build. 0 until a measurement succeeds (a failed
+ * one, say for want of fds, is tried again next time).
  */
-static int reply_charge(void)
-{
-	static int charge = -1;
-	int sv[2];
+static const size_t charge_lens[] = { 64, 128, 256, 512, 1024, 2048, 4096, 8192, PORTD_MSG_MAX };
+#define NCHARGES (sizeof(charge_lens) / sizeof(charge_lens[0]))
 
-	if (charge >= 0)
-		return charge;
-	charge = 0;
+static bool charges_measure(int *charge)
+{
+	static uint8_t zeros[PORTD_MSG_MAX];
+	int sv[2], before = 0, q;
+	bool ok = true;
+
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-		return charge;
-	if (send(sv[0], "", 1, MSG_DONTWAIT | MSG_NOSIGNAL) != 1 || ioctl(sv[0], SIOCOUTQ, &charge) < 0 ||
-	    charge < 0)
-		charge = 0;
+		return false;
+	for (size_t i = 0; ok && i < NCHARGES; i++) {
+		ok = send(sv[0], zeros, charge_lens[i], MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)charge_lens[i] &&
+		     ioctl(sv[0], SIOCOUTQ, &q) == 0 && q > before;
+		charge[i] = q - before;
+		before = q;
+	}
 	close(sv[0]);
 	close(sv[1]);
-	return charge;
+	return ok;
 }
 
-/* A reply went to the kernel; remember the lease it grants until the client has read it. */
-static void conn_sent(struct conn *c, uint64_t lease)
+static uint64_t reply_cost_max(size_t len)
 {
-	c->replies++;
+	static int charge[NCHARGES];
+	static bool measured;
+	size_t i = 0;
+
+	if (!measured && !(measured = charges_measure(charge)))
+		return 0;
+	while (i + 1 < NCHARGES && charge_lens[i] < len)
+		i++;
+	return (uint64_t)charge[i];
+}
+
+/* A reply of len bytes went to the kernel; remember the lease it grants until the client has read it. */
+static void conn_sent(struct conn *c, uint64_t lease, size_t len)
+{
+	uint64_t cost = reply_cost_max(len);
+
+	if (!cost) {
+		c->nunread = 0; /* cannot tell what is read: let every lease live to its deadline */
+		return;
+	}
+	c->cost += cost;
 	if (!lease)
 		return;
 	if (c->nunread == c->unread_cap) {
@@ -143,29 +166,22 @@ static void conn_sent(struct conn *c, uint64_t lease)
 		c->unread = n;
 		c->unread_cap = cap;
 	}
-	c->unread[c->nunread++] = (struct sent_lease){ lease, c->replies };
+	c->unread[c->nunread++] = (struct sent_lease){ lease, c->cost };
 }
 
 /*
- * Forget the leases of replies the client has read, as far as SIOCOUTQ proves
- * it: queued bytes unread are at most queued / reply_charge() replies, the
- * last ones sent.
+ * Forget the leases of replies the client may have read. The unread replies
+ * are the newest, and queued bytes are what they cost; each cost at most
+ * reply_cost_max(). A lease is surely unread when the replies sent after its
+ * own cost less, at most, than queued: then its reply is among the unread.
+ * Any other is taken as read: wrongly so, it lives to its deadline; the
+ * other way round, a lease its client holds would end.
  */
 static void conn_prune_unread(struct conn *c, int queued)
 {
-	int charge;
-	uint64_t unread;
 	size_t read = 0;
 
-	if (queued == 0) {
-		c->nunread = 0;
-		return;
-	}
-	charge = reply_charge();
-	if (charge <= 0)
-		return;
-	unread = (uint64_t)queued / (uint64_t)charge;
-	while (read < c->nunread && c->unread[read].seq + unread <= c->replies)
+	while (read < c->nunread && c->cost - c->unread[read].cost >= (uint64_t)queued)
 		read++;
 	c->nunread -= read;
 	memmove(c->unread, c->unread + read, c->nunread * sizeof(*c->unread));
@@ -204,7 +220,16 @@ static void conn_close(struct conn *c, bool discarded)
 {
 	conn_closed_fn closed = c->closed;
 	void *ctx = c->ctx;
+	socklen_t len = sizeof(int);
+	int err = 0;
 
+	/*
+	 * A client closing with replies unread sets ECONNRESET and end of
+	 * stream together: a recv() or send() of ours already past its error
+	 * check returns 0 or EPIPE instead. The error is still there.
+	 */
+	if (!discarded && c->nunread && getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0)
+		discarded = err == ECONNRESET;
 	if (discarded) {
 		if (c->nunread)
 			log_debug("connection of uid %u pid %d closed with replies unread: ending %zu "
@@ -261,7 +286,7 @@ static bool conn_reply(struct conn *c, struct reply *r)
 		conn_close(c, n == -ECONNRESET);
 		return false;
 	}
-	conn_sent(c, r->new_lease);
+	conn_sent(c, r->new_lease, r->len);
 	if (r->close) {
 		conn_close(c, false);
 		return false;
@@ -283,7 +308,7 @@ static void conn_on_write(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	c->out = NULL;
-	conn_sent(c, p->new_lease);
+	conn_sent(c, p->new_lease, p->len);
 	close_after = p->close;
 	pending_free(p);
 	if (close_after) {

@@ -11,12 +11,14 @@
  * report ECONNRESET to us instead of end-of-stream: the leases those replies
  * granted then end, since nobody knows of them. Which replies were read is
  * learnt from SIOCOUTQ (what our replies the client has not read yet cost in
- * the send buffer), asked before each request is read while a reply that
- * granted a lease may be unread: one ioctl per request after a lease, none
- * otherwise. A client that reads each reply before its next request loses
- * exactly the leases of the replies it never read; one that pipelines
- * requests and then closes with replies unread may also lose leases from the
- * replies it read since its last request.
+ * the send buffer), asked after each request is read while a reply that
+ * granted a lease may be unread, with SO_ERROR (one ioctl and one getsockopt
+ * per request after a lease, none otherwise). Each reply's cost is bounded
+ * from above, so a lease is ended only when its reply is surely unread. A
+ * client that reads each reply before its next request loses exactly the
+ * leases of the replies it never read; one that pipelines requests and then
+ * closes with replies unread may also lose leases from the replies it read
+ * since its last request.
  */
 #ifndef PORTD_CONN_H
 #define PORTD_CONN_H

@@ -25,6 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -477,6 +479,61 @@ static void t_last_reply_unread(void **state)
 	assert_int_equal(portd_release(p, last, T), 0);
 	assert_true(wait_fd_count(d.pid, base, T));
 	assert_serving(&d);
+	portd_disconnect(p);
+	daemon_stop(&d);
+}
+
+/*
+ * A long reply unread does not count as many: a client pipelines a LEASE and
+ * a LIST of 40 leases (a reply twenty times the size of a lease reply), reads
+ * the LEASE reply, sends STATUS and closes. Only the leases of replies surely
+ * unread end; the one whose reply it read stays.
+ */
+static void t_long_reply_unread(void **state)
+{
+	enum { HELD = 40 };
+	struct daemon_proc d = { 0 };
+	struct proto_list_req lr = { 0 };
+	uint8_t buf[256];
+	uint32_t detail;
+	struct portd_lease l;
+	int fd;
+	ssize_t n;
+
+	daemon_start(&d, NULL);
+	struct portd *p = connect_ok(&d);
+	for (int i = 0; i < HELD; i++)
+		assert_int_equal(lease_n(p, 0, 1, &l), 0);
+
+	fd = raw_connect(&d);
+	n = lease_req(buf, sizeof(buf), 1, 0);
+	send_all(fd, buf, (size_t)n);
+	n = proto_encode_list_req(buf, sizeof(buf), 2, &lr);
+	send_all(fd, buf, (size_t)n);
+	assert_int_equal(raw_result(fd, &detail), PORTD_R_OK); /* the lease: HELD + 1 now */
+	assert_true(wait_status(p, leases_are, HELD + 1));
+	n = proto_encode_status_req(buf, sizeof(buf), 3);
+	send_all(fd, buf, (size_t)n);
+	/*
+	 * Close once STATUS is answered, with its reply and the LIST's unread:
+	 * SIOCINQ sums a SEQPACKET socket's whole queue, MSG_PEEK|MSG_TRUNC
+	 * gives the first (the LIST's) length.
+	 */
+	struct pollfd pf = { .fd = fd, .events = POLLIN };
+	int inq = 0;
+	assert_int_equal(poll(&pf, 1, T), 1);
+	ssize_t first = recv(fd, buf, 1, MSG_PEEK | MSG_TRUNC);
+	assert_true(first > PORTD_HDR_SIZE);
+	for (uint64_t end = now_ms() + T; now_ms() < end; poll(NULL, 0, 10))
+		if (ioctl(fd, SIOCINQ, &inq) == 0 && inq > first)
+			break;
+	assert_true(inq > first);
+	close(fd);
+	/* The connection is gone once portd counts one (ours) again. */
+	for (uint64_t end = now_ms() + T; status_ok(p).connections != 1 && now_ms() < end;)
+		poll(NULL, 0, 10);
+	assert_int_equal(status_ok(p).connections, 1);
+	assert_int_equal(status_ok(p).leases, HELD + 1);
 	portd_disconnect(p);
 	daemon_stop(&d);
 }
@@ -1113,6 +1170,7 @@ int main(void)
 		cmocka_unit_test_teardown(t_idle_timeout, daemons_teardown),
 		cmocka_unit_test_teardown(t_never_reads, daemons_teardown),
 		cmocka_unit_test_teardown(t_last_reply_unread, daemons_teardown),
+		cmocka_unit_test_teardown(t_long_reply_unread, daemons_teardown),
 		cmocka_unit_test_teardown(t_dies_before_reply, daemons_teardown),
 		cmocka_unit_test_teardown(t_flood_connection_limit, daemons_teardown),
 		cmocka_unit_test_teardown(t_flood_fd_limit, daemons_teardown),
