@@ -157,7 +157,10 @@ int portd_socket_path(char *buf, size_t len);
  * listen backlog is full (try again). Sends HELLO without waiting, so the
  * daemon's idle timeout never closes the connection; portd_recv() consumes
  * its answer, and a daemon of another protocol version makes the first call
- * fail with -PORTD_E_VERSION.
+ * fail with -PORTD_E_VERSION. A connection the daemon refuses (over a
+ * connection limit, or out of fds) connects all the same and fails at the
+ * first call with -ECONNRESET. Because of HELLO, portd_fd() is readable soon
+ * after connecting: an event loop should call portd_recv() when it is.
  */
 int portd_connect(const char *path, struct portd **out);
 /* Close the connection. Leases tied to this process stay until it exits. Accepts NULL. */

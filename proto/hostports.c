@@ -281,13 +281,30 @@ static int next_dump(struct hostports_scan *s)
 	return r < 0 ? r : 1;
 }
 
+/*
+ * The message after h, n bytes left from h on. NLMSG_NEXT() would take an
+ * unsigned n below zero after a last message whose length is not aligned;
+ * this ends the walk instead.
+ */
+static struct nlmsghdr *nl_next(struct nlmsghdr *h, size_t *n)
+{
+	size_t step = NLMSG_ALIGN(h->nlmsg_len);
+
+	if (step > *n) {
+		*n = 0;
+		return h;
+	}
+	*n -= step;
+	return (struct nlmsghdr *)((char *)h + step);
+}
+
 /* One datagram of n bytes. 1: the scan goes on; 0: complete; -errno. */
 static int handle_datagram(struct hostports_scan *s, size_t n)
 {
 	struct nlmsghdr *h = (struct nlmsghdr *)s->buf;
 	int r;
 
-	for (; NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
+	for (; NLMSG_OK(h, n); h = nl_next(h, &n)) {
 		if (h->nlmsg_seq != s->seq)
 			continue; /* nothing else is sent on this socket; ignore it anyway */
 		switch (h->nlmsg_type) {
