@@ -51,6 +51,7 @@ _Static_assert(PORTD_NO_DEADLINE == PORTD_LIST_NO_DEADLINE, "no deadline");
 _Static_assert(PORTD_MAX_EXCLUDE == PORTD_EXCLUDE_MAX, "max exclude");
 _Static_assert(PORTD_STATUS_RESERVED == PORTD_STATUS_F_RESERVED, "status reserved");
 _Static_assert(PORTD_STATUS_EPH_LOW == PORTD_STATUS_F_EPH_LOW, "status eph low");
+_Static_assert(PORTD_STATUS_COUNT_FDS == PORTD_STATUS_REQ_F_FDS, "status count fds");
 _Static_assert(PORTD_MAX_PORTS == PORTD_LEASE_PORTS_MAX, "max ports");
 _Static_assert(PORTD_MAX_FDS == PORTD_FDS_MAX, "max fds");
 _Static_assert(sizeof(((struct portd_status *)0)->version) ==
@@ -98,6 +99,7 @@ struct req {
 		struct proto_renew_req renew;
 		struct proto_release_req release;
 		struct proto_list_req list;
+		uint32_t status_flags;
 	} u;
 };
 
@@ -297,7 +299,9 @@ static int req_send(struct portd *p, const struct req *q, uint32_t *req_id)
 		n = proto_encode_list_req(buf, sizeof(buf), id, &q->u.list);
 		break;
 	case PORTD_MSG_STATUS:
-		n = proto_encode_status_req(buf, sizeof(buf), id);
+		/* The empty body unless a flag is asked: what every version-3 daemon reads. */
+		n = q->u.status_flags ? proto_encode_status_req_flags(buf, sizeof(buf), id, q->u.status_flags)
+				      : proto_encode_status_req(buf, sizeof(buf), id);
 		break;
 	case PORTD_MSG_HELLO:
 		n = proto_encode_hello_req(buf, sizeof(buf), id);
@@ -414,8 +418,15 @@ int portd_send_list(struct portd *p, uint64_t after_id, uint32_t *req_id)
 
 int portd_send_status(struct portd *p, uint32_t *req_id)
 {
-	struct req q = { .type = PORTD_MSG_STATUS };
+	return portd_send_status_flags(p, 0, req_id);
+}
 
+int portd_send_status_flags(struct portd *p, uint32_t flags, uint32_t *req_id)
+{
+	struct req q = { .type = PORTD_MSG_STATUS, .u.status_flags = flags };
+
+	if (flags & ~PORTD_STATUS_REQ_F_ALL)
+		return -EINVAL;
 	return req_send(p, &q, req_id);
 }
 
@@ -894,12 +905,17 @@ fail:
 
 int portd_status(struct portd *p, struct portd_status *out, int timeout_ms)
 {
+	return portd_status_flags(p, 0, out, timeout_ms);
+}
+
+int portd_status_flags(struct portd *p, uint32_t flags, struct portd_status *out, int timeout_ms)
+{
 	struct portd_reply r;
 	struct deadline d;
-	struct req q = { .type = PORTD_MSG_STATUS };
+	struct req q = { .type = PORTD_MSG_STATUS, .u.status_flags = flags };
 	int ret;
 
-	if (!out)
+	if (!out || (flags & ~PORTD_STATUS_REQ_F_ALL))
 		return -EINVAL;
 	deadline_init(&d, timeout_ms);
 	ret = call(p, &q, &r, &d);

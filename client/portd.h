@@ -134,7 +134,7 @@ struct portd_status {
 	uint32_t flags;     /* PORTD_STATUS_* */
 	char version[33];
 	uint64_t heap_bytes; /* the daemon's allocator bytes in use; 0: unknown */
-	uint32_t open_fds;   /* the daemon's open fds; 0 unless you are root or the daemon's uid */
+	uint32_t open_fds;   /* the daemon's open fds: 0 unless PORTD_STATUS_COUNT_FDS was asked by root or the daemon's uid */
 	/* The host's ephemeral range and how many of its ports are in use, at portd's last scan. */
 	uint16_t eph_lo, eph_hi; /* 0, 0: not scanned */
 	uint32_t eph_in_use;
@@ -185,6 +185,14 @@ int portd_release_port(struct portd *p, uint16_t port, uint8_t transport, uint64
  */
 int portd_list(struct portd *p, struct portd_lease_info **out, int timeout_ms);
 int portd_status(struct portd *p, struct portd_status *out, int timeout_ms);
+/*
+ * portd_status() with flags: PORTD_STATUS_COUNT_FDS also counts the daemon's
+ * open fds (for root and the daemon's own uid; others get 0). The daemon reads
+ * /proc/self/fd for it, about a microsecond per fd, serving no one meanwhile:
+ * 12 ms with 15,000 leases held. Unknown flags: -EINVAL.
+ */
+#define PORTD_STATUS_COUNT_FDS 0x1u
+int portd_status_flags(struct portd *p, uint32_t flags, struct portd_status *out, int timeout_ms);
 
 /* Close every fd a lease reply handed over and set nfds to 0. */
 void portd_lease_close_fds(struct portd_lease *l);
@@ -201,6 +209,7 @@ int portd_send_renew(struct portd *p, uint64_t id, uint32_t ttl, uint32_t *req_i
 int portd_send_release(struct portd *p, uint64_t id, uint16_t port, uint8_t transport, uint32_t *req_id);
 int portd_send_list(struct portd *p, uint64_t after_id, uint32_t *req_id);
 int portd_send_status(struct portd *p, uint32_t *req_id);
+int portd_send_status_flags(struct portd *p, uint32_t flags, uint32_t *req_id);
 
 struct portd_reply {
 	uint32_t req_id;

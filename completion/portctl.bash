@@ -104,7 +104,8 @@ _portctl()
 	run) opts+=" $shape --listen --no-listen" ;;
 	renew) opts+=" --ttl --json" ;;
 	release) opts+=" --port --tcp --udp --json" ;;
-	list | status | ports) opts+=" --json" ;;
+	status) opts+=" --fds --json" ;;
+	list | ports) opts+=" --json" ;;
 	help)
 		((nargs == 0)) && mapfile -t COMPREPLY < <(compgen -W "$commands" -- "$cur")
 		return

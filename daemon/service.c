@@ -815,9 +815,10 @@ static void op_status(struct service *s, struct caller *c, const struct proto_hd
 	const struct lease_limits *lim = lease_table_limits(s->leases);
 	const struct ports_config *pc = ports_config(s->ports);
 	struct proto_status m = { 0 };
+	uint32_t want = 0;
 	ssize_t n;
 
-	if (proto_decode_status_req(body, blen) < 0) {
+	if (proto_decode_status_req(body, blen, &want) < 0) {
 		reply_error(r, h->type, h->id, PORTD_R_PROTO, 0);
 		return;
 	}
@@ -841,8 +842,12 @@ static void op_status(struct service *s, struct caller *c, const struct proto_hd
 	m.eph_in_use = s->host.in_use;
 	snprintf(m.version, sizeof(m.version), "%s", PORTD_VERSION);
 	m.heap_bytes = usage_heap_bytes();
-	/* Counting fds reads /proc/self/fd, one entry per held port: for the daemon's own user and root. */
-	if (c->uid == 0 || c->uid == s->self_uid)
+	/*
+	 * Counting fds reads /proc/self/fd, about a microsecond per entry and one
+	 * entry per held port (12 ms with 15,000 held, the loop serving no one):
+	 * only when asked, and only for the daemon's own user and root.
+	 */
+	if ((want & PORTD_STATUS_REQ_F_FDS) && (c->uid == 0 || c->uid == s->self_uid))
 		m.open_fds = usage_open_fds();
 	n = proto_encode_status_rep(r->buf, sizeof(r->buf), h->id, &m);
 	r->len = n > 0 ? (size_t)n : 0;

@@ -450,9 +450,33 @@ ssize_t proto_encode_status_req(void *buf, size_t cap, uint32_t id)
 	return PORTD_HDR_SIZE + PORTD_STATUS_REQ_SIZE;
 }
 
-int proto_decode_status_req(const void *body, size_t len)
+ssize_t proto_encode_status_req_flags(void *buf, size_t cap, uint32_t id, uint32_t flags)
 {
-	return len == PORTD_STATUS_REQ_SIZE ? 0 : -EBADMSG;
+	uint8_t *b;
+
+	if (flags & ~PORTD_STATUS_REQ_F_ALL)
+		return -EINVAL;
+	b = msg_start(buf, cap, PORTD_MSG_STATUS, id, PORTD_STATUS_REQ_FLAGS_SIZE);
+	if (!b)
+		return -EMSGSIZE;
+	put_u32(b + 0, flags);
+	put_u32(b + 4, 0);
+	return PORTD_HDR_SIZE + PORTD_STATUS_REQ_FLAGS_SIZE;
+}
+
+int proto_decode_status_req(const void *body, size_t len, uint32_t *flags)
+{
+	const uint8_t *b = body;
+
+	*flags = 0;
+	if (len == PORTD_STATUS_REQ_SIZE)
+		return 0;
+	if (len != PORTD_STATUS_REQ_FLAGS_SIZE)
+		return -EBADMSG;
+	if ((get_u32(b + 0) & ~PORTD_STATUS_REQ_F_ALL) || get_u32(b + 4) != 0)
+		return -EBADMSG;
+	*flags = get_u32(b + 0);
+	return 0;
 }
 
 ssize_t proto_encode_status_rep(void *buf, size_t cap, uint32_t id, const struct proto_status *m)

@@ -150,8 +150,11 @@ int proto_decode_hello_req(const void *body, size_t len); /* len must be 0 */
 ssize_t proto_encode_hello_rep(void *buf, size_t cap, uint32_t id, uint32_t uid, uint32_t pid);
 int proto_decode_hello_rep(const void *body, size_t len, uint32_t *uid, uint32_t *pid);
 
-ssize_t proto_encode_status_req(void *buf, size_t cap, uint32_t id);
-int proto_decode_status_req(const void *body, size_t len); /* len must be 0 */
+ssize_t proto_encode_status_req(void *buf, size_t cap, uint32_t id); /* empty body: flags 0 */
+/* The 8-byte body; -EINVAL for a flag outside PORTD_STATUS_REQ_F_ALL. */
+ssize_t proto_encode_status_req_flags(void *buf, size_t cap, uint32_t id, uint32_t flags);
+/* Empty (flags 0) or 8 bytes with known flags and a zero reserved word; *flags set either way. */
+int proto_decode_status_req(const void *body, size_t len, uint32_t *flags);
 
 /*
  * Replies. proto_decode_result() reads the prefix every reply has; a non-OK

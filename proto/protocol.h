@@ -175,7 +175,10 @@ enum portd_transport {
 #define PORTD_LIST_F_MORE 0x1u
 
 /*
- * STATUS request body: empty.
+ * STATUS request body: empty, or 8 bytes:
+ *   0 u32 flags     PORTD_STATUS_REQ_F_*
+ *   4 u32 reserved  0
+ * An empty body is flags 0.
  * STATUS reply body, OK (120 bytes):
  *   0 u32 result, 4 u32 detail
  *   8 u64 uptime_ms
@@ -194,7 +197,7 @@ enum portd_transport {
  *  60 u32 flags           PORTD_STATUS_F_*
  *  64 char version[32]    daemon version, NUL-padded
  *  96 u64 heap_bytes      bytes the daemon's allocator has in use; 0 = unknown
- * 104 u32 open_fds        file descriptors the daemon has open
+ * 104 u32 open_fds        file descriptors the daemon has open (PORTD_STATUS_REQ_F_FDS)
  * 108 u32 eph_in_use      ports of the host's ephemeral range in use (last scan)
  * 112 u16 eph_lo          the host's ephemeral range at the last scan;
  * 114 u16 eph_hi          0, 0 (and eph_in_use 0): not scanned
@@ -203,7 +206,11 @@ enum portd_transport {
 #define PORTD_STATUS_F_RESERVED 0x1u /* the range is in net.ipv4.ip_local_reserved_ports */
 #define PORTD_STATUS_F_EPH_LOW 0x2u  /* the host's ephemeral range is close to exhaustion */
 #define PORTD_STATUS_F_ALL 0x3u
-#define PORTD_STATUS_REQ_SIZE 0
+/* Count the daemon's open fds (root or the daemon's uid): it reads /proc/self/fd, ~1 us per fd. */
+#define PORTD_STATUS_REQ_F_FDS 0x1u
+#define PORTD_STATUS_REQ_F_ALL 0x1u
+#define PORTD_STATUS_REQ_SIZE 0       /* flags 0 */
+#define PORTD_STATUS_REQ_FLAGS_SIZE 8 /* with flags */
 #define PORTD_STATUS_REP_SIZE 120
 #define PORTD_VERSION_LEN 32
 

@@ -197,7 +197,11 @@ static int dec_list_rep(const void *body, size_t len)
 }
 
 static ssize_t enc_status_req(void *b, size_t cap) { return proto_encode_status_req(b, cap, 7); }
-static int dec_status_req(const void *body, size_t len) { return proto_decode_status_req(body, len); }
+static int dec_status_req(const void *body, size_t len)
+{
+	uint32_t flags;
+	return proto_decode_status_req(body, len, &flags);
+}
 
 static ssize_t enc_status_rep(void *b, size_t cap) { return proto_encode_status_rep(b, cap, 7, &status_sample); }
 static int dec_status_rep(const void *body, size_t len)
@@ -286,6 +290,9 @@ static void test_oversized(void **state)
 	struct proto_hdr h;
 
 	for (size_t extra = 1; extra <= 8; extra++) {
+		/* Eight zero bytes after an empty STATUS request are its other form: flags 0. */
+		if (c->type == PORTD_MSG_STATUS && full + extra == PORTD_STATUS_REQ_FLAGS_SIZE)
+			continue;
 		memset(buf + PORTD_HDR_SIZE + full, 0, extra);
 		if (c->decode(proto_body(buf), full + extra) == 0)
 			fail_msg("%s: body with %zu extra zero bytes accepted", c->name, extra);
@@ -554,7 +561,24 @@ static void test_status_roundtrip(void **state)
 	assert_int_equal(proto_encode_status_req(buf, sizeof(buf), 9), PORTD_HDR_SIZE);
 	assert_int_equal(proto_hdr_decode(buf, PORTD_HDR_SIZE, &h), 0);
 	assert_int_equal(h.type, PORTD_MSG_STATUS);
-	assert_int_equal(proto_decode_status_req(proto_body(buf), 0), 0);
+	uint32_t flags = 99;
+	assert_int_equal(proto_decode_status_req(proto_body(buf), 0, &flags), 0);
+	assert_int_equal(flags, 0);
+
+	/* With flags: 8 bytes, flags then a reserved word. */
+	assert_int_equal(proto_encode_status_req_flags(buf, sizeof(buf), 9, PORTD_STATUS_REQ_F_FDS),
+			 PORTD_HDR_SIZE + PORTD_STATUS_REQ_FLAGS_SIZE);
+	assert_int_equal(proto_hdr_decode(buf, PORTD_HDR_SIZE + PORTD_STATUS_REQ_FLAGS_SIZE, &h), 0);
+	assert_int_equal(h.length, PORTD_HDR_SIZE + PORTD_STATUS_REQ_FLAGS_SIZE);
+	static const uint8_t fds_body[8] = { 0x01, 0, 0, 0, 0, 0, 0, 0 };
+	assert_memory_equal(proto_body(buf), fds_body, sizeof(fds_body));
+	assert_int_equal(proto_decode_status_req(proto_body(buf), 8, &flags), 0);
+	assert_int_equal(flags, PORTD_STATUS_REQ_F_FDS);
+	assert_int_equal(proto_encode_status_req_flags(buf, sizeof(buf), 9, 0), PORTD_HDR_SIZE + 8);
+	assert_int_equal(proto_decode_status_req(proto_body(buf), 8, &flags), 0);
+	assert_int_equal(flags, 0);
+	assert_int_equal(proto_encode_status_req_flags(buf, sizeof(buf), 9, 0x2), -EINVAL);
+	assert_int_equal(proto_encode_status_req_flags(buf, PORTD_HDR_SIZE + 7, 9, 0), -EMSGSIZE);
 
 	assert_int_equal(proto_encode_status_rep(buf, sizeof(buf), 9, &status_sample),
 			 PORTD_HDR_SIZE + PORTD_STATUS_REP_SIZE);
@@ -935,8 +959,18 @@ static void test_renew_release_list_checks(void **state)
 		expect_byte_rejected("list_req", off, 1);
 	assert_int_equal(proto_encode_list_req(buf, sizeof(buf), 1, &lq), -EINVAL);
 
-	/* status request: no body at all */
-	assert_int_equal(proto_decode_status_req(BODY, 1), -EBADMSG);
+	/* status request: no body, or exactly flags and a zero reserved word */
+	uint32_t flags;
+	for (size_t len = 1; len < 16; len++)
+		if (len != PORTD_STATUS_REQ_FLAGS_SIZE) {
+			memset(BODY, 0, len);
+			assert_int_equal(proto_decode_status_req(BODY, len, &flags), -EBADMSG);
+		}
+	for (size_t off = 0; off < 8; off++) {
+		memset(BODY, 0, 8);
+		BODY[off] = off == 0 ? 0x02 : 0x01; /* an unknown flag, or a reserved bit */
+		assert_int_equal(proto_decode_status_req(BODY, 8, &flags), -EBADMSG);
+	}
 }
 
 /* ---- error replies ---- */

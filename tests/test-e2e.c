@@ -288,9 +288,13 @@ static void t_renew_expire(void **state)
 	assert_int_equal(portd_status(p, &st, T), 0);
 	assert_int_equal(st.leases, 1);
 	assert_true(st.quarantined >= 1);
-	/* The daemon's own usage: what /proc shows, and a heap in use. */
-	assert_int_equal(st.open_fds, count_fds(d.pid));
+	/* The daemon's own usage: a heap in use; its fds (what /proc shows) only when asked. */
 	assert_true(st.heap_bytes > 0);
+	assert_int_equal(st.open_fds, 0);
+	assert_int_equal(portd_status_flags(p, PORTD_STATUS_COUNT_FDS, &st, T), 0);
+	assert_int_equal(st.open_fds, count_fds(d.pid));
+	assert_int_equal(portd_status_flags(p, 0x2, &st, T), -EINVAL);
+	assert_int_equal(portd_send_status_flags(p, 0x80000000u, NULL), -EINVAL);
 
 	assert_int_equal(portd_renew(p, 999999, 10, NULL, T), -PORTD_E_NOENT);
 	assert_int_equal(portd_release(p, 999999, T), -PORTD_E_NOENT);
@@ -332,7 +336,8 @@ static void t_limits(void **state)
 }
 
 struct child_result {
-	int renew, release, release_port, list_n, own_lease, total;
+	int renew, release, release_port, list_n, own_lease, total, status;
+	uint32_t open_fds;
 };
 
 /* Another uid can neither renew nor release nor see root's leases. */
@@ -367,6 +372,9 @@ static void t_other_uid(void **state)
 		o.flags = 0;
 		cr.own_lease = portd_lease(q, &o, &l, T);
 		cr.total = portd_lease(q, &o, &l, T); /* 4th lease in all: over --max-leases */
+		struct portd_status st;
+		cr.status = portd_status_flags(q, PORTD_STATUS_COUNT_FDS, &st, T);
+		cr.open_fds = st.open_fds;
 		if (write(pp[1], &cr, sizeof(cr)) != sizeof(cr))
 			_exit(4);
 		_exit(0);
@@ -382,6 +390,8 @@ static void t_other_uid(void **state)
 	assert_int_equal(cr.list_n, 0);
 	assert_int_equal(cr.own_lease, 0);
 	assert_int_equal(cr.total, -PORTD_E_QUOTA_TOTAL);
+	assert_int_equal(cr.status, 0);
+	assert_int_equal(cr.open_fds, 0); /* another user does not count the daemon's fds */
 	assert_true(listed(p, mine.id));
 
 	/* Root sees every lease with its owner, and may release another's. */
@@ -626,6 +636,18 @@ static void t_portctl_cli(void **state)
 	assert_non_null(strstr(out, "leases"));
 	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "status", "--json", NULL), 0);
 	assert_non_null(strstr(out, "\"leases\": 0"));
+	assert_non_null(strstr(out, "\"open_fds\": null")); /* not counted unless asked */
+	if (geteuid() == 0) {
+		/* Counted (exactly, t_renew_expire checks against /proc): portctl's own connection is one. */
+		char *at;
+		assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "status", "--fds", "--json",
+					 NULL), 0);
+		assert_non_null(at = strstr(out, "\"open_fds\": "));
+		assert_true(strtoul(at + strlen("\"open_fds\": "), NULL, 10) > 1);
+		assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "status", "--fds", NULL), 0);
+		assert_non_null(at = strstr(out, "open fds:      "));
+		assert_true(strtoul(at + strlen("open fds:      "), NULL, 10) > 1);
+	}
 	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "lease", "--ttl", "60", NULL), 0);
 	unsigned long port = strtoul(out, NULL, 10);
 	assert_int_equal(portctl(d.sock, out, sizeof(out), err, sizeof(err), "lease", "--json", NULL), 0);

@@ -936,7 +936,8 @@ static struct portd *root_connect(struct soak *s)
 
 static void status_of(struct soak *s, struct portd *p, struct portd_status *st)
 {
-	int r = portd_status(p, st, T);
+	/* The soak's daemon holds few fds: counting them every time is cheap here. */
+	int r = portd_status_flags(p, PORTD_STATUS_COUNT_FDS, st, T);
 	if (r < 0)
 		soak_fail(s, "status: %s", portd_strerror(r));
 }

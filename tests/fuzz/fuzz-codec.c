@@ -160,9 +160,14 @@ static void list_rep(const uint8_t *b, size_t len)
 
 static void status_req(const uint8_t *b, size_t len)
 {
-	if (proto_decode_status_req(b, len) < 0)
+	uint32_t flags;
+
+	if (proto_decode_status_req(b, len, &flags) < 0)
 		return;
-	reencoded_body(proto_encode_status_req(out, sizeof(out), 1), b, len);
+	if (len == PORTD_STATUS_REQ_SIZE)
+		reencoded_body(proto_encode_status_req(out, sizeof(out), 1), b, len);
+	else
+		reencoded_body(proto_encode_status_req_flags(out, sizeof(out), 1, flags), b, len);
 }
 
 static void status_rep(const uint8_t *b, size_t len)

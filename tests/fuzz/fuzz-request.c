@@ -98,6 +98,7 @@ struct sent {
 		struct proto_renew_req renew;
 		struct proto_release_req release;
 		struct proto_list_req list;
+		uint32_t status_flags;
 	} m;
 };
 
@@ -159,7 +160,7 @@ static enum expect classify(const uint8_t *p, size_t len, size_t nfds, struct se
 	case PORTD_MSG_LIST:
 		return proto_decode_list_req(b, blen, &s->m.list) < 0 ? X_PROTO : X_LIST;
 	case PORTD_MSG_STATUS:
-		return proto_decode_status_req(b, blen) < 0 ? X_PROTO : X_STATUS;
+		return proto_decode_status_req(b, blen, &s->m.status_flags) < 0 ? X_PROTO : X_STATUS;
 	case PORTD_MSG_HELLO:
 		return proto_decode_hello_req(b, blen) < 0 ? X_PROTO : X_HELLO;
 	default:
@@ -325,11 +326,16 @@ static void check_list(const struct slot *sl, const struct proto_list_req *m, co
 	FUZZ_CHECK(r == 0);
 }
 
-static void check_status(const uint8_t *b, size_t blen)
+static void check_status(const struct slot *sl, uint32_t want, const uint8_t *b, size_t blen)
 {
 	struct proto_status st;
 
 	FUZZ_CHECK(proto_decode_status_rep(b, blen, &st) == 0);
+	/* fds are counted only when asked, and only for root and the daemon's own uid. */
+	if ((want & PORTD_STATUS_REQ_F_FDS) && (sl->uid == 0 || sl->uid == geteuid()))
+		FUZZ_CHECK(st.open_fds > 0);
+	else
+		FUZZ_CHECK(st.open_fds == 0);
 	FUZZ_CHECK(st.range_lo == cfg.ports.lo && st.range_hi == cfg.ports.hi);
 	FUZZ_CHECK(st.max_leases == cfg.limits.max_leases && st.max_per_uid == cfg.limits.max_per_uid);
 	FUZZ_CHECK(st.default_ttl == DEFAULT_TTL && st.max_ttl == MAX_TTL);
@@ -407,7 +413,7 @@ static void check_reply(struct slot *sl, const uint8_t *p, size_t len, const int
 		return;
 	case X_STATUS:
 		FUZZ_CHECK(nfds == 0);
-		check_status(b, blen);
+		check_status(sl, s->m.status_flags, b, blen);
 		return;
 	case X_HELLO: {
 		uint32_t uid, pid;

@@ -171,6 +171,7 @@ CODEC = {
         list_entry(10, NO_DEADLINE, 1000, 4242, 0, F_PORTSERVER, TCP, 4243, [20000]),
     ], False)),
     'status-req': msg(STATUS, 9, b''),
+    'status-req-fds': msg(STATUS, 9, struct.pack('<II', P['PORTD_STATUS_REQ_F_FDS'], 0)),
     'hello-req': msg(HELLO, 1, b''),
     'hello-rep': msg(HELLO | REPLY, 1, hello_rep(1000, 4242)),
     'status-rep': msg(STATUS | REPLY, 9, status_rep('0.1.0')),
@@ -232,8 +233,10 @@ def lease(mid, flags=0, ttl=0, count=1, transport=TCP, port=0, pid=0, exclude=()
     return msg(LEASE, mid, lease_req(flags, ttl, count, transport, port, pid, exclude))
 
 
-def status(mid):
-    return msg(STATUS, mid, b'')
+def status(mid, flags=None):
+    if flags is None:
+        return msg(STATUS, mid, b'')
+    return msg(STATUS, mid, struct.pack('<II', flags, 0))
 
 
 def lst(mid, after=0):
@@ -281,7 +284,9 @@ REQUEST = {
     'quota-total': script(rq_config(2, 0), send(ROOT, lease(1)), send(NOBODY, lease(2)),
                           send(ROOT, status(3))),
     'quota-uid': script(rq_config(2, 1, per_uid_one=True), send(ROOT, lease(1)), send(ROOT, lease(2)),
-                        send(NOBODY, lease(3)), send(NOBODY, status(4))),
+                        send(NOBODY, lease(3)), send(NOBODY, status(4)),
+                        send(NOBODY, status(5, P['PORTD_STATUS_REQ_F_FDS'])),
+                        send(ROOT, status(6, P['PORTD_STATUS_REQ_F_FDS'])), send(ROOT, status(7, 0))),
     'two-users': script(rq_config(), send(ROOT, lease(1, F_FD)), send(NOBODY, lease(2)),
                         send(NOBODY, lst(3)), send(NOBODY, renew(4, 1)), send(NOBODY, release(5, 1)),
                         send(NOBODY, release(6, 0, RANGE_LO, TCP)), send(ROOT, lst(7)),

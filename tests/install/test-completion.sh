@@ -49,6 +49,7 @@ expect "portctl run --ttl 5 comple" "complete"
 expect "portctl run -- complete -" ""
 expect "portctl release --" "--help --json --port --socket --tcp --timeout --udp"
 expect "portctl ports --" "--help --json --socket --timeout"
+expect "portctl status --" "--fds --help --json --socket --timeout"
 expect "portctl help st" "status"
 
 # Lease ids and ports, from a daemon named on the command line.
