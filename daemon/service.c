@@ -411,7 +411,8 @@ static int open_tied_pid(const struct caller *c, pid_t pid, bool must_exit)
  * The caller's pidfd into *pidfd, taken from its connection when first
  * needed (SO_PEERPIDFD names the process that connected, whatever has become
  * of its pid since), or -1 where the kernel has none: then procwatch uses
- * pidfd_open(pid). Returns -ESRCH if the process that connected is gone.
+ * pidfd_open(pid). Returns -ESRCH if the process that connected is gone,
+ * another -errno if no pidfd could be made (out of fds or memory).
  */
 static int caller_pidfd(struct caller *c, int *pidfd)
 {
@@ -419,9 +420,11 @@ static int caller_pidfd(struct caller *c, int *pidfd)
 
 	if (c->pidfd < 0 && c->sock >= 0 &&
 	    getsockopt(c->sock, SOL_SOCKET, SO_PEERPIDFD, &c->pidfd, &len) < 0) {
+		int e = errno;
+
 		c->pidfd = -1;
-		if (errno != ENOPROTOOPT)
-			return -ESRCH;
+		if (e != ENOPROTOOPT)
+			return -e; /* ESRCH: gone; EMFILE, ENFILE, ENOMEM: the daemon's trouble */
 	}
 	*pidfd = c->pidfd;
 	return 0;
@@ -519,7 +522,7 @@ static void op_lease(struct service *s, struct caller *c, const struct proto_hdr
 	struct lease *l;
 	enum lease_result lr;
 	uint32_t res, detail;
-	int pidfd = -1;
+	int pidfd = -1, err;
 	size_t per;
 	ssize_t n;
 
@@ -559,8 +562,11 @@ static void op_lease(struct service *s, struct caller *c, const struct proto_hdr
 		plan.tie_pid = c->pid;
 		if (c->watch && !proc_exited(c->watch)) {
 			plan.tie_proc = c->watch;
-		} else if (caller_pidfd(c, &plan.tie_pidfd) < 0) {
-			reply_error(r, h->type, h->id, PORTD_R_INVAL, 0);
+		} else if ((err = caller_pidfd(c, &plan.tie_pidfd)) < 0) {
+			if (err == -ESRCH)
+				reply_error(r, h->type, h->id, PORTD_R_INVAL, 0);
+			else
+				reply_error(r, h->type, h->id, PORTD_R_INTERNAL, (uint32_t)-err);
 			return;
 		}
 	}

@@ -1112,7 +1112,7 @@ static void t_out_of_ports(void **state)
 
 /*
  * Out of fds (RLIMIT_NOFILE of 64): a lease gets INTERNAL with EMFILE at
- * once, status still answers, a lease of several ports that runs out midway
+ * once (a tied one too, which needs a pidfd before any port), status still answers, a lease of several ports that runs out midway
  * holds nothing, and portctl says what to do.
  */
 static void t_out_of_fds(void **state)
@@ -1133,6 +1133,9 @@ static void t_out_of_fds(void **state)
 	struct portd_status st = status_ok(p);
 	assert_int_equal(st.leases, (uint32_t)nl);
 	assert_int_equal(st.ports_held, (uint32_t)nl);
+	/* A tied lease needs the caller's pidfd first: no fd for it is the daemon's trouble, not INVAL. */
+	assert_int_equal(lease_n(p, PORTD_FLAG_TIE, 1, &l), -PORTD_E_INTERNAL);
+	assert_int_equal(portd_detail(p), EMFILE);
 
 	/* Three fds free, four ports asked for: nothing held after. */
 	for (int i = 0; i < 3; i++)
