@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 
 #include <event2/event.h>
 
@@ -24,6 +25,8 @@ struct hostwatch {
 	struct event_base *base;
 	struct service *svc;
 	struct event *timer;
+	struct event *limit;          /* the running scan's time limit */
+	struct timeval limit_tv;
 	struct event *readable;       /* the scan's socket, while a scan runs */
 	struct hostports_scan *scan;
 	bool low;                     /* close to exhaustion at the last scan */
@@ -32,7 +35,11 @@ struct hostwatch {
 
 static void scan_failed(struct hostwatch *w, int err)
 {
-	if (!w->failing)
+	if (!w->failing && err == -ETIMEDOUT)
+		log_warn("a scan of the host's ephemeral ports (NETLINK_SOCK_DIAG) did not finish within %ld ms: "
+			 "abandoned; portctl status will not show them until one does",
+			 (long)w->limit_tv.tv_sec * 1000 + (long)w->limit_tv.tv_usec / 1000);
+	else if (!w->failing)
 		log_warn("cannot read the host's ephemeral ports (%s): %s; portctl status will not show them",
 			 HOSTPORTS_RANGE_SYSCTL " and NETLINK_SOCK_DIAG", strerror(-err));
 	w->failing = true;
@@ -61,6 +68,8 @@ static void scan_done(struct hostwatch *w, const struct hostports *h)
 
 static void scan_end(struct hostwatch *w)
 {
+	if (w->limit)
+		event_del(w->limit);
 	if (w->readable)
 		event_free(w->readable);
 	w->readable = NULL;
@@ -85,17 +94,25 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 	scan_end(w);
 }
 
+static void on_limit(evutil_socket_t fd, short what, void *arg)
+{
+	struct hostwatch *w = arg;
+
+	scan_end(w);
+	scan_failed(w, -ETIMEDOUT);
+}
+
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct hostwatch *w = arg;
 	int r;
 
 	if (w->scan)
-		return; /* the last one is still under way */
+		return; /* the last one is still under way, within its limit */
 	r = hostports_scan_begin(0, &w->scan);
 	if (r == 0) {
 		w->readable = event_new(w->base, hostports_scan_fd(w->scan), EV_READ | EV_PERSIST, on_readable, w);
-		if (w->readable && event_add(w->readable, NULL) == 0)
+		if (w->readable && event_add(w->readable, NULL) == 0 && event_add(w->limit, &w->limit_tv) == 0)
 			return;
 		r = -ENOMEM;
 		scan_end(w);
@@ -103,7 +120,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	scan_failed(w, r);
 }
 
-struct hostwatch *hostwatch_new(struct event_base *base, struct service *svc, unsigned interval_s)
+struct hostwatch *hostwatch_new(struct event_base *base, struct service *svc, unsigned interval_s,
+				unsigned limit_ms)
 {
 	struct hostwatch *w = calloc(1, sizeof(*w));
 	struct timeval every = { (time_t)interval_s, 0 };
@@ -114,8 +132,11 @@ struct hostwatch *hostwatch_new(struct event_base *base, struct service *svc, un
 		return NULL;
 	w->base = base;
 	w->svc = svc;
+	w->limit_tv.tv_sec = (time_t)(limit_ms / 1000);
+	w->limit_tv.tv_usec = (suseconds_t)(limit_ms % 1000) * 1000;
 	w->timer = event_new(base, -1, EV_PERSIST, on_timer, w);
-	if (!w->timer || event_add(w->timer, &every) < 0) {
+	w->limit = evtimer_new(base, on_limit, w);
+	if (!w->timer || !w->limit || event_add(w->timer, &every) < 0) {
 		hostwatch_free(w);
 		return NULL;
 	}
@@ -132,6 +153,8 @@ void hostwatch_free(struct hostwatch *w)
 	if (!w)
 		return;
 	scan_end(w);
+	if (w->limit)
+		event_free(w->limit);
 	if (w->timer)
 		event_free(w->timer);
 	free(w);

@@ -632,7 +632,7 @@ static int daemon_start(struct daemon *d)
 	else
 		log_info("portd %s serving %s; ports chosen by the kernel", PORTD_VERSION,
 			 d->activated ? "the socket passed by systemd" : d->o.socket);
-	d->host = hostwatch_new(d->base, d->svc, d->o.host_scan_s);
+	d->host = hostwatch_new(d->base, d->svc, d->o.host_scan_s, HOSTWATCH_LIMIT_MS);
 	if (!d->host) {
 		log_err("out of memory while starting");
 		return -1;
