@@ -11,8 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <net/if.h>
-#include <sys/ioctl.h>
 #include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/prctl.h>
@@ -20,7 +18,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "netns.h"
 #include "perf.h"
+#include "spawn.h"
 
 uint64_t perf_now_ns(void)
 {
@@ -160,34 +160,30 @@ int perf_pin(pid_t pid, int cpu)
 
 /* ---- the daemon ---- */
 
-int perf_netns_new(void)
-{
-	struct ifreq ifr = { 0 };
-	int fd, e = 0;
+struct daemon_child {
+	pid_t parent;
+	unsigned flags;
+	int log_fd;
+};
 
-	if (unshare(CLONE_NEWNET) < 0)
-		return -errno;
-	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	strcpy(ifr.ifr_name, "lo");
-	if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
-		e = -errno;
-	ifr.ifr_flags |= IFF_UP;
-	if (!e && ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
-		e = -errno;
-	close(fd);
-	return e;
+static void daemon_child(void *arg)
+{
+	const struct daemon_child *c = arg;
+
+	perf_child_init(c->parent);
+	perf_pin(0, -1);
+	if ((c->flags & PERF_DAEMON_OWN_NETNS) && unshare_netns() < 0)
+		_exit(126);
+	if (c->log_fd >= 0)
+		dup2(c->log_fd, 2);
 }
 
 int perf_daemon_start(struct perf_daemon *d, const char *bin, const char *const *args, int log_fd,
 		      unsigned flags)
 {
-	const char *argv[64];
-	char readyfd[16], buf[64];
-	size_t n = 0, got = 0;
-	pid_t parent = getpid();
-	int p[2];
+	struct daemon_child c = { .parent = getpid(), .flags = flags, .log_fd = log_fd };
+	const char *argv[60];
+	size_t n = 0;
 
 	memset(d, 0, sizeof(*d));
 	strcpy(d->dir, "/tmp/portd-perf.XXXXXX");
@@ -195,64 +191,23 @@ int perf_daemon_start(struct perf_daemon *d, const char *bin, const char *const 
 		return -errno;
 	snprintf(d->sock, sizeof(d->sock), "%s/portd.sock", d->dir);
 	snprintf(d->state, sizeof(d->state), "%s/portd.state", d->dir);
-	if (pipe2(p, O_CLOEXEC) < 0) {
-		int e = -errno;
-		rmdir(d->dir);
-		return e;
-	}
-	snprintf(readyfd, sizeof(readyfd), "%d", p[1]);
 	argv[n++] = bin;
 	argv[n++] = "--socket";
 	argv[n++] = d->sock;
 	argv[n++] = "--state-file";
 	argv[n++] = d->state;
-	argv[n++] = "--ready-fd";
-	argv[n++] = readyfd;
 	for (; args && *args && n < sizeof(argv) / sizeof(argv[0]) - 1; args++)
 		argv[n++] = *args;
 	argv[n] = NULL;
-	d->pid = fork();
+	d->pid = spawn_ready(argv, daemon_child, &c, 10000);
 	if (d->pid < 0) {
-		int e = -errno;
-		close(p[0]);
-		close(p[1]);
-		rmdir(d->dir);
-		return e;
-	}
-	if (d->pid == 0) {
-		perf_child_init(parent);
-		perf_pin(0, -1);
-		if ((flags & PERF_DAEMON_OWN_NETNS) && perf_netns_new() < 0)
-			_exit(126);
-		fcntl(p[1], F_SETFD, 0);
-		if (log_fd >= 0)
-			dup2(log_fd, 2);
-		execv(argv[0], (char *const *)argv);
-		_exit(127);
+		int e = d->pid;
+
+		d->pid = 0;
+		perf_daemon_stop(d);
+		return e == -ECHILD ? -EIO : e;
 	}
 	perf_child_track(d->pid);
-	close(p[1]);
-	/* READY=1 then EOF, or EOF alone (it died). */
-	for (uint64_t end = perf_now_ns() + 10000000000ull; got < sizeof(buf) - 1;) {
-		uint64_t now = perf_now_ns();
-		ssize_t r;
-
-		if (now >= end || !perf_wait_readable(p[0], (int)((end - now) / 1000000 + 1)))
-			break;
-		r = read(p[0], buf + got, sizeof(buf) - 1 - got);
-		if (r <= 0)
-			break;
-		got += (size_t)r;
-		buf[got] = '\0';
-		if (strstr(buf, "READY=1\n"))
-			break;
-	}
-	close(p[0]);
-	buf[got] = '\0';
-	if (!strstr(buf, "READY=1\n")) {
-		perf_daemon_stop(d);
-		return -EIO;
-	}
 	return 0;
 }
 

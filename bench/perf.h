@@ -71,8 +71,6 @@ struct perf_daemon {
 #define PERF_DAEMON_OWN_NETNS 0x1u
 int perf_daemon_start(struct perf_daemon *d, const char *bin, const char *const *args, int log_fd,
 		      unsigned flags);
-/* Move into a new network namespace and bring lo up. 0 or -errno. */
-int perf_netns_new(void);
 /* SIGTERM, 10 s, SIGKILL; removes its directory. */
 void perf_daemon_stop(struct perf_daemon *d);
 /* Does bin --help mention word? (a feature probe) */

@@ -50,6 +50,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "netns.h"
 #include "race-common.h"
 
 #define MAX_CLIENTS 64
@@ -700,7 +701,7 @@ int main(int argc, char **argv)
 			o.portserver);
 		return 2;
 	}
-	if (!o.host_netns && (r = race_private_netns()) < 0) {
+	if (!o.host_netns && (r = unshare_netns()) < 0) {
 		fprintf(stderr, "portserver-bench: cannot enter a private network namespace (%s): it needs "
 				"root. Give --host-netns to run in this one.\n", strerror(-r));
 		return 2;

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "portd.h"
+#include "netns.h"
 #include "race-common.h"
 
 struct opts {
@@ -209,7 +210,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (!o.host_netns) {
-		if ((r = race_private_netns()) < 0) {
+		if ((r = unshare_netns()) < 0) {
 			fprintf(stderr,
 				"race-bench: cannot enter a private network namespace (%s): it needs root.\n"
 				"It hammers loopback ports; to do that in this namespace, give --host-netns.\n",

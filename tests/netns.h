@@ -4,7 +4,9 @@
 
 #include <stdbool.h>
 
-/* Bring up lo in a private network namespace if we may (root); returns true if it did. */
+/* unshare(CLONE_NEWNET) and bring up lo. 0 or -errno (-EPERM unless root). */
+int unshare_netns(void);
+/* The same if we may (root); returns true if it did. */
 bool enter_private_netns(void);
 
 #endif

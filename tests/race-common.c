@@ -13,7 +13,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <fcntl.h>
-#include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
@@ -22,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
@@ -31,7 +29,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "netns.h"
 #include "portd.h"
+#include "spawn.h"
 
 #define NPORTS 65536
 #define CALL_MS 5000   /* each libportd call */
@@ -863,88 +863,36 @@ int race_parse_range(const char *s, uint16_t *lo, uint16_t *hi)
 	return 0;
 }
 
-int race_private_netns(void)
+static void daemon_child(void *parent)
 {
-	struct ifreq ifr = { 0 };
-	int fd, e = 0;
-
-	if (unshare(CLONE_NEWNET) < 0)
-		return -errno;
-	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	strcpy(ifr.ifr_name, "lo");
-	if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
-		e = -errno;
-	ifr.ifr_flags |= IFF_UP;
-	if (!e && ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
-		e = -errno;
-	close(fd);
-	return e;
+	child_init(*(pid_t *)parent); /* PDEATHSIG survives exec: portd dies with us */
 }
 
 int race_daemon_start(struct race_daemon *d, const char *bin, const char *const *args)
 {
-	const char *argv[64];
-	char readyfd[16], buf[64];
-	size_t n = 0, got = 0;
+	const char *argv[60];
+	size_t n = 0;
 	pid_t parent = getpid();
-	int p[2];
 
 	memset(d, 0, sizeof(*d));
 	strcpy(d->dir, "/tmp/portd-race.XXXXXX");
 	if (!mkdtemp(d->dir))
 		return -errno;
 	snprintf(d->sock, sizeof(d->sock), "%s/portd.sock", d->dir);
-	if (pipe2(p, O_CLOEXEC) < 0) {
-		int e = -errno;
-		rmdir(d->dir);
-		return e;
-	}
-	snprintf(readyfd, sizeof(readyfd), "%d", p[1]);
 	argv[n++] = bin;
 	argv[n++] = "--socket";
 	argv[n++] = d->sock;
-	argv[n++] = "--ready-fd";
-	argv[n++] = readyfd;
 	for (; args && *args && n < sizeof(argv) / sizeof(argv[0]) - 1; args++)
 		argv[n++] = *args;
 	argv[n] = NULL;
-	d->pid = fork();
+	d->pid = spawn_ready(argv, daemon_child, &parent, START_MS);
 	if (d->pid < 0) {
-		int e = -errno;
-		close(p[0]);
-		close(p[1]);
-		rmdir(d->dir);
-		return e;
-	}
-	if (d->pid == 0) {
-		child_init(parent); /* PDEATHSIG survives exec: portd dies with us */
-		fcntl(p[1], F_SETFD, 0);
-		execv(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	close(p[1]);
-	/* READY=1 then EOF, or EOF alone (it died). */
-	for (uint64_t end = mono_ms() + START_MS; got < sizeof(buf) - 1;) {
-		uint64_t now = mono_ms();
-		ssize_t r;
+		int e = d->pid;
 
-		if (now >= end || !wait_fd(p[0], POLLIN, (int)(end - now)))
-			break;
-		r = read(p[0], buf + got, sizeof(buf) - 1 - got);
-		if (r <= 0)
-			break;
-		got += (size_t)r;
-	}
-	close(p[0]);
-	buf[got] = '\0';
-	if (!strstr(buf, "READY=1\n")) {
-		kill_reap(d->pid);
 		d->pid = 0;
 		unlink(d->sock);
 		rmdir(d->dir);
-		return -ECHILD;
+		return e;
 	}
 	return 0;
 }

@@ -123,8 +123,6 @@ const char *race_default_portd(void);
 
 /* For the benchmark, which cannot use the cmocka harness in testutil.c. */
 
-/* Move into a new network namespace and bring lo up. 0 or -errno (-EPERM when not root). */
-int race_private_netns(void);
 
 struct race_daemon {
 	pid_t pid;
