@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stddef.h>
@@ -22,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -539,6 +541,22 @@ static void trivial_reply(int fd, const void *buf, ssize_t len, const int *fds, 
 		fdpass_send(fd, buf, (size_t)len, fds, nfds, MSG_DONTWAIT);
 }
 
+/* Connections with a lease reply the client may not have read yet, by fd (as conn.c's nunread). */
+static bool trivial_unread[65536];
+
+/* As conn_prune(): the send queue and the pending error, after a request that follows a lease reply. */
+static void trivial_prune(int fd)
+{
+	socklen_t len = sizeof(int);
+	int queued, err;
+
+	if (fd < 0 || fd >= (int)(sizeof(trivial_unread) / sizeof(trivial_unread[0])) || !trivial_unread[fd])
+		return;
+	if (ioctl(fd, SIOCOUTQ, &queued) == 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
+	    queued == 0)
+		trivial_unread[fd] = false;
+}
+
 /* One request; false when the connection has nothing more (EAGAIN) or ended. */
 static bool trivial_handle(int fd, struct tslot *slots, uint32_t *freelist, uint32_t *nfree)
 {
@@ -559,9 +577,12 @@ static bool trivial_handle(int fd, struct tslot *slots, uint32_t *freelist, uint
 				slots[i].fd = -1;
 				freelist[(*nfree)++] = i;
 			}
+		if (fd < (int)(sizeof(trivial_unread) / sizeof(trivial_unread[0])))
+			trivial_unread[fd] = false;
 		close(fd); /* also leaves the epoll set */
 		return false;
 	}
+	trivial_prune(fd);
 	fdpass_close_all(fds, nfds);
 	if (proto_hdr_decode(in, (size_t)n, &h) < 0)
 		return true;
@@ -596,6 +617,8 @@ static bool trivial_handle(int fd, struct tslot *slots, uint32_t *freelist, uint
 		rep.ports[0] = port;
 		trivial_reply(fd, outb, proto_encode_lease_rep(outb, sizeof(outb), h.id, &rep), &s,
 			      (m.flags & PORTD_LEASE_F_FD) ? 1 : 0);
+		if (fd < (int)(sizeof(trivial_unread) / sizeof(trivial_unread[0])))
+			trivial_unread[fd] = true;
 	} else if (h.type == PORTD_MSG_RELEASE) {
 		struct proto_release_req m;
 
