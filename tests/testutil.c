@@ -28,6 +28,7 @@
 #include "portd.h"
 #include "codec.h"
 #include "protocol.h"
+#include "spawn.h"
 
 #define MAX_ARGS 64 /* a wrapper's words, the binary and its arguments */
 #define MAX_DAEMONS 8
@@ -102,70 +103,46 @@ bool test_wrapped(void)
 	return w && *w;
 }
 
+/* In the daemon's child before exec: RLIMIT_NOFILE (soft and hard) if asked. */
+static void daemon_child(void *arg)
+{
+	unsigned long nofile = *(const unsigned long *)arg;
+	struct rlimit rl = { nofile, nofile };
+
+	if (nofile && setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		_exit(126);
+}
+
 /* daemon_start() with the arguments in ap; nofile > 0: RLIMIT_NOFILE (soft and hard) of the daemon. */
 static void daemon_startv(struct daemon_proc *d, unsigned long nofile, const char *arg, va_list ap)
 {
-	const char *argv[MAX_ARGS];
-	char readyfd[16], buf[64];
-	int n = 0, p[2];
-	size_t got = 0;
+	const char *argv[SPAWN_ARGS_MAX + 1];
+	pid_t pid;
+	int n = 0;
 
 	if (!d->sock[0]) {
 		strcpy(d->dir, "/tmp/portd-e2e.XXXXXX");
 		assert_non_null(mkdtemp(d->dir));
 		snprintf(d->sock, sizeof(d->sock), "%s/portd.sock", d->dir);
 	}
-	d->pid = 0;
-	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-	snprintf(readyfd, sizeof(readyfd), "%d", p[1]);
-
-	n = wrapper_args(argv, MAX_ARGS / 2);
+	n = wrapper_args(argv, SPAWN_ARGS_MAX / 2);
 	argv[n++] = env_or_fail("PORTD_BIN");
 	argv[n++] = "--socket";
 	argv[n++] = d->sock;
-	argv[n++] = "--ready-fd";
-	argv[n++] = readyfd;
 	for (const char *a = arg; a; a = va_arg(ap, const char *)) {
-		if (n == MAX_ARGS - 1)
-			fail_msg("daemon_start: more than %d arguments", MAX_ARGS - 1);
+		if (n == SPAWN_ARGS_MAX)
+			fail_msg("daemon_start: more than %d arguments", SPAWN_ARGS_MAX);
 		argv[n++] = a;
 	}
 	argv[n] = NULL;
-
-	d->pid = fork();
-	assert_true(d->pid >= 0);
-	if (d->pid == 0) {
-		struct rlimit rl = { nofile, nofile };
-
-		if (nofile && setrlimit(RLIMIT_NOFILE, &rl) < 0)
-			_exit(126);
-		fcntl(p[1], F_SETFD, 0); /* the ready pipe survives exec */
-		execvp(argv[0], (char *const *)argv);
-		_exit(127);
+	/* READY=1 and EOF (or EOF alone: the daemon died): bounded, no sleeping. */
+	pid = spawn_ready(argv, daemon_child, &nofile, 10000);
+	if (pid < 0) {
+		d->pid = 0;
+		fail_msg("portd did not become ready: %s", strerror(-(int)pid));
 	}
-	close(p[1]);
+	d->pid = pid;
 	track(d->pid, 0);
-	/* Wait for READY=1 and EOF (or EOF alone: the daemon died): bounded, no sleeping. */
-	for (uint64_t end = now_ms() + 10000; got < sizeof(buf) - 1;) {
-		struct pollfd pfd = { .fd = p[0], .events = POLLIN };
-		uint64_t now = now_ms();
-		ssize_t r;
-		if (now >= end || poll(&pfd, 1, (int)(end - now)) <= 0)
-			break;
-		r = read(p[0], buf + got, sizeof(buf) - 1 - got);
-		if (r <= 0)
-			break;
-		got += (size_t)r;
-		buf[got] = '\0';
-		/* Read on to EOF: the daemon closes the fd right after, and fd counts must not race that. */
-	}
-	close(p[0]);
-	buf[got] = '\0';
-	if (!strstr(buf, "READY=1\n")) {
-		kill(d->pid, SIGKILL);
-		waitpid(d->pid, NULL, 0);
-		fail_msg("portd did not become ready");
-	}
 }
 
 void daemon_start(struct daemon_proc *d, const char *arg, ...)
