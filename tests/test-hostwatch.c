@@ -132,11 +132,13 @@ static bool freed_one(void) { return fx.freed >= 1; }
 static bool shown_twice(void) { return fx.set_ok >= 2; }
 static bool shown_thrice(void) { return fx.set_ok >= 3; }
 
+static void give_up_cb(evutil_socket_t fd, short what, void *arg) {}
+
 /* Run the loop until cond holds; false if 10 s pass first (the periods here are 1 s). */
 static bool run_until(struct event_base *base, bool (*cond)(void))
 {
 	struct timeval give_up = { 10, 0 };
-	struct event *guard = evtimer_new(base, NULL, NULL);
+	struct event *guard = evtimer_new(base, give_up_cb, NULL);
 	struct timeval t0, t;
 
 	assert_non_null(guard);

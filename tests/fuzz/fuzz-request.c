@@ -203,6 +203,7 @@ static size_t make_fds(int kind, size_t n, const struct slot *sl, int *fds)
 	return k;
 }
 
+/* Not fdpass_send(): that refuses more than PORTD_FDS_MAX fds, and the daemon must see more. */
 static ssize_t send_fds(int sock, const uint8_t *p, size_t len, const int *fds, size_t nfds)
 {
 	union {
